@@ -1,0 +1,12 @@
+//! Live kernel readers. Everything sockmedic learns from the running kernel comes
+//! through here: procfs and sysctl files, sock_diag netlink dumps, the network
+//! namespace walk. Each reader fails alone: what it cannot read becomes a
+//! [`sockmedic_model::Missing`] entry and the rest of the Snapshot is still built.
+
+pub mod aggregate;
+pub mod netns;
+pub mod procfs;
+pub mod sockdiag;
+mod snapshot;
+
+pub use snapshot::{collect, CollectOptions, DumpMode, NetnsSelector};

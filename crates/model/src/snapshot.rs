@@ -1,0 +1,312 @@
+//! The Snapshot: everything sockmedic knows at one instant, and the report built on it.
+//!
+//! Scope is explicit in the shape: [`Host`] holds the host-wide figures (global in
+//! the kernel: orphan, alloc, mem, tcp_mem, tcp_max_orphans, file-nr), each
+//! [`Netns`] the per-namespace ones (inuse, tw, states, counters, most sysctls).
+
+use crate::{Endpoint, Finding, StateCounts, TcpState, REPORT_SCHEMA};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything known at one instant. `missing` says what could not be seen and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub source: Source,
+    pub host: Host,
+    pub netns: Vec<Netns>,
+    pub processes: Vec<Process>,
+    pub missing: Vec<Missing>,
+}
+
+/// The JSON report (`sockmedic.report/v1`): a Snapshot plus findings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn new(snapshot: Snapshot, findings: Vec<Finding>) -> Report {
+        Report { schema: REPORT_SCHEMA.to_string(), snapshot, findings }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    #[default]
+    Live,
+    Bundle,
+    Text,
+    Capture,
+}
+
+/// Where the figures came from, so an offline report is never taken for a live one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub host: String,
+    pub kernel: Option<String>,
+    /// RFC 3339, UTC.
+    pub taken_at: String,
+    /// Wall time spent collecting, in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// The sockmedic that collected it (`sockmedic 0.1.0`).
+    pub tool: String,
+    /// Whether the collector ran with the rights to see everything (root).
+    pub privileged: Option<bool>,
+}
+
+/// Host-wide figures: global counters and the limits that bound them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub sockstat: HostSockstat,
+    pub limits: HostLimits,
+    pub file_nr: Option<FileNr>,
+    /// Bytes per page, the unit of `tcp_mem` and sockstat `mem`.
+    pub page_size: u64,
+    /// What `ss -s` calls "closed", computed for what it really is.
+    pub closed: Option<Closed>,
+    /// Raw values of the host-only sysctls read from the initial namespace.
+    pub sysctl: BTreeMap<String, String>,
+}
+
+/// The global fields of `/proc/net/sockstat` (the same in every namespace).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSockstat {
+    /// TCP sockets closed by the application and still held by TCP (all netns).
+    pub tcp_orphan: Option<u64>,
+    /// Full TCP sockets in existence, IPv4 and IPv6, all netns.
+    pub tcp_alloc: Option<u64>,
+    /// TCP memory in pages, compared with `tcp_mem`.
+    pub tcp_mem_pages: Option<u64>,
+    pub udp_mem_pages: Option<u64>,
+}
+
+/// A `{min, pressure, max}` triple in pages (`tcp_mem`, `udp_mem`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemLimits {
+    pub min: u64,
+    pub pressure: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostLimits {
+    pub tcp_mem: Option<MemLimits>,
+    pub udp_mem: Option<MemLimits>,
+    pub tcp_max_orphans: Option<u64>,
+    pub file_max: Option<u64>,
+    pub nr_open: Option<u64>,
+    pub nf_conntrack_max: Option<u64>,
+}
+
+/// `fs.file-nr`: allocated file handles, allocated-but-unused, and the maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileNr {
+    pub allocated: u64,
+    pub unused: u64,
+    pub max: u64,
+}
+
+/// "closed" as it really is: allocated TCP sockets that are in no table
+/// (never used, only bound, or reset and still held), `alloc − Σ inuse`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Closed {
+    /// sockstat `alloc` (host-wide).
+    pub alloc: u64,
+    /// `inuse` (TCP + TCP6) summed over every namespace counted.
+    pub inuse: u64,
+    /// `alloc − inuse`, floored at 0 (the two are read a moment apart).
+    pub unhashed: u64,
+    /// How many namespaces were summed.
+    pub netns_counted: usize,
+    /// True when every namespace on the host was summed; otherwise `unhashed`
+    /// also counts the hashed sockets of the namespaces left out.
+    pub complete: bool,
+    /// What `ss -s` would print as "closed" here: `alloc − (inuse4 + inuse6 − tw)`
+    /// of the namespace sockmedic runs in.
+    pub ss_closed: Option<i64>,
+}
+
+/// One network namespace and its per-namespace figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Netns {
+    /// The nsfs inode (`readlink /proc/PID/ns/net` → `net:[ID]`).
+    pub id: u64,
+    /// Human names: `host`, `ip netns` names, `pid N (comm)`, later pods/containers.
+    pub names: Vec<String>,
+    /// The initial (host) namespace.
+    pub host: bool,
+    /// Processes whose network namespace this is.
+    pub processes: u64,
+    pub sockstat: NetnsSockstat,
+    /// Per-namespace sysctls by full name (`net.ipv4.tcp_fin_timeout`), raw values.
+    pub sysctl: BTreeMap<String, String>,
+    /// TCP sockets per state.
+    pub states: StateCounts,
+    /// ESTABLISHED was derived as snmp `CurrEstab` − CLOSE-WAIT instead of dumped.
+    pub established_derived: bool,
+    pub listeners: Vec<Listener>,
+    /// Busiest local endpoints per state.
+    pub top_local: Vec<EndpointCount>,
+    /// Busiest remote endpoints per state.
+    pub top_remote: Vec<EndpointCount>,
+    pub ephemeral: Option<EphemeralUse>,
+    /// `/proc/net/snmp` and `/proc/net/netstat` by section then name
+    /// (`counters["TcpExt"]["ListenOverflows"]`).
+    pub counters: BTreeMap<String, BTreeMap<String, i64>>,
+    pub conntrack_count: Option<u64>,
+    pub dump: Option<DumpInfo>,
+}
+
+/// The per-namespace fields of sockstat and sockstat6.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetnsSockstat {
+    /// `sockets: used` (all families; per netns on 4.16+).
+    pub sockets_used: Option<u64>,
+    /// IPv4 TCP sockets in the tables (listeners + connections, not TIME-WAIT).
+    pub tcp_inuse: Option<u64>,
+    pub tcp6_inuse: Option<u64>,
+    /// TIME-WAIT and FIN-WAIT-2 minisockets (IPv4 and IPv6).
+    pub tcp_tw: Option<u64>,
+    pub udp_inuse: Option<u64>,
+    pub udp6_inuse: Option<u64>,
+}
+
+/// A listening socket and its queues (`ss -lnt`: Recv-Q and Send-Q).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Listener {
+    pub local: Endpoint,
+    /// Connections completed and waiting for accept() (`sk_ack_backlog`).
+    pub accept_queue: u32,
+    /// The backlog given to listen(), capped by somaxconn (`sk_max_ack_backlog`).
+    pub backlog: u32,
+    /// Half-open connections (SYN-RECV) for this listener.
+    pub syn_recv: u64,
+    pub inode: u32,
+    pub uid: u32,
+}
+
+/// One row of a top-N table: an endpoint and how many sockets in `state` it has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointCount {
+    pub state: TcpState,
+    pub endpoint: Endpoint,
+    pub count: u64,
+    /// Largest possible overcount of `count` (0 = exact). Non-zero only when more
+    /// distinct endpoints streamed by than the bounded table keeps.
+    pub error: u64,
+}
+
+/// Ephemeral-port use: sockets whose local port lies in `ip_local_port_range`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EphemeralUse {
+    /// `[low, high]` inclusive.
+    pub range: [u16; 2],
+    /// Ports in the range, less reserved ones.
+    pub size: u32,
+    /// Ports of the range listed in `ip_local_reserved_ports`.
+    pub reserved: u32,
+    /// Sockets (any state but LISTEN) with a local port in the range.
+    pub sockets: u64,
+    /// Distinct local ports in the range used by those sockets.
+    pub ports_in_use: u32,
+    /// Distinct ports in the range held by bound-inactive sockets (bind() without
+    /// listen/connect): taken for every destination.
+    pub bound_inactive_ports: Option<u32>,
+    /// Sockets in the range per remote endpoint (connect() can reuse a port per
+    /// distinct destination, so exhaustion is per destination).
+    pub top_remote: Vec<RemoteCount>,
+    /// False when ESTABLISHED sockets were not dumped (`stat`), so the figures
+    /// above leave them out.
+    pub includes_established: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteCount {
+    pub endpoint: Endpoint,
+    pub count: u64,
+    pub error: u64,
+}
+
+/// How the sockets of a namespace were dumped.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpInfo {
+    /// States asked of the kernel.
+    pub states: Vec<TcpState>,
+    pub families: Vec<String>,
+    /// Whether the kernel answered the bound-inactive request (6.8+).
+    pub bound_inactive: bool,
+    /// Socket messages received.
+    pub sockets: u64,
+    /// Parallel dumps (each over a disjoint range of local ports).
+    pub parts: u32,
+    pub duration_ms: f64,
+    /// True when every top-N table is exact.
+    pub exact: bool,
+}
+
+/// A process holding sockets (filled by the process scan).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    pub netns: Option<u64>,
+    pub container: Option<String>,
+    pub pod: Option<String>,
+    pub fds: Option<u64>,
+    pub fd_limit: Option<u64>,
+    pub socket_fds: Option<u64>,
+    pub states: StateCounts,
+    pub unhashed: Option<u64>,
+}
+
+/// Something that could not be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    pub what: String,
+    pub why: String,
+}
+
+impl Missing {
+    pub fn new(what: impl Into<String>, why: impl Into<String>) -> Missing {
+        Missing { what: what.into(), why: why.into() }
+    }
+}
+
+impl Netns {
+    /// The first (best) name, for text output and `subject.netns`.
+    pub fn name(&self) -> &str {
+        self.names.first().map(String::as_str).unwrap_or("?")
+    }
+    /// A counter from `counters`, e.g. `counter("TcpExt", "ListenOverflows")`.
+    pub fn counter(&self, section: &str, name: &str) -> Option<i64> {
+        self.counters.get(section)?.get(name).copied()
+    }
+    /// A sysctl parsed as an integer.
+    pub fn sysctl_u64(&self, name: &str) -> Option<u64> {
+        self.sysctl.get(name)?.trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_has_schema_first_and_null_fields() {
+        let r = Report::new(Snapshot::default(), vec![]);
+        let text = serde_json::to_string(&r).unwrap();
+        let order = ["\"schema\"", "\"source\"", "\"host\"", "\"netns\"", "\"processes\"", "\"missing\"", "\"findings\""];
+        let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["schema"], REPORT_SCHEMA);
+        assert!(j["host"]["sockstat"]["tcp_orphan"].is_null());
+        let back: Report = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+    }
+}
