@@ -9,4 +9,4 @@ pub mod procfs;
 pub mod sockdiag;
 mod snapshot;
 
-pub use snapshot::{collect, CollectOptions, DumpMode, NetnsSelector};
+pub use snapshot::{collect, CollectError, CollectOptions, DumpMode};
