@@ -1,0 +1,736 @@
+//! Harness for sockmedic's real-kernel integration tests.
+//!
+//! - [`TestNetns`]: a network namespace per test (`sm-<test>-<pid>`), deleted on drop,
+//!   after the processes started in it are killed, even when the test panics.
+//! - [`StateMaker`]: `support/statemaker.py` run inside it, which brings sockets into
+//!   every TCP state and reports what it made.
+//! - [`SsTable`]: `ss -tan` parsed, with state names spelled the way sockmedic's report
+//!   spells them, aggregated per state and per (state, endpoint).
+//! - Helpers to run sockmedic and read its JSON report.
+//!
+//! Everything needs root (namespaces, nftables); a test run without it fails at once
+//! with a message that says so.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// States a sock_diag dump returns as themselves, in report spelling.
+pub const DUMPABLE: [&str; 10] = [
+    "ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
+    "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+];
+
+pub const SCHEMA: &str = "sockmedic.report/v1";
+
+pub fn support_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("support")
+}
+
+fn euid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+pub fn require_root() {
+    assert_eq!(
+        euid(),
+        Some(0),
+        "sockmedic's integration tests need root: they create network namespaces and nftables rules"
+    );
+}
+
+fn output_text(o: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs a command and panics with its output unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(o.status.success(), "{cmd:?} failed\n{}", output_text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------------
+// Network namespace guard
+// ---------------------------------------------------------------------------------
+
+/// A network namespace made for one test: `ip netns add sm-<test>-<pid>`, loopback up.
+/// Dropping it kills every process started inside, then deletes it.
+pub struct TestNetns {
+    pub name: String,
+    children: Vec<Child>,
+}
+
+impl TestNetns {
+    pub fn new(test: &str) -> TestNetns {
+        require_root();
+        let clean: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let name = format!("sm-{}-{}", clean, std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        // From here on, Drop cleans up whatever happens.
+        let ns = TestNetns { name, children: Vec::new() };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `/run/netns/NAME`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// The namespace's nsfs inode: its id in sockmedic's report.
+    pub fn inode(&self) -> u64 {
+        std::fs::metadata(self.path()).expect("stat /run/netns/NAME").ino()
+    }
+
+    /// A command that will run inside the namespace.
+    pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("ip netns exec")
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        run_ok(&mut self.cmd(args))
+    }
+
+    /// Feeds an nft script to `nft -f -` inside the namespace. Use a table of your
+    /// own (`inet smtest`); it vanishes with the namespace.
+    pub fn nft(&self, script: &str) {
+        let mut child = self
+            .cmd(&["nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "nft -f - failed on\n{script}\n{}", output_text(&o));
+    }
+
+    /// Sets a sysctl inside the namespace (only per-namespace sysctls may be set).
+    pub fn set_sysctl(&self, key: &str, value: &str) {
+        self.exec_ok(&["sysctl", "-qw", &format!("{key}={value}")]);
+    }
+
+    pub fn sysctl(&self, key: &str) -> String {
+        self.exec_ok(&["sysctl", "-n", key]).trim().to_string()
+    }
+
+    /// A file of the namespace's /proc/net (`snmp`, `netstat`, `sockstat`).
+    pub fn proc_net(&self, file: &str) -> String {
+        self.exec_ok(&["cat", &format!("/proc/net/{file}")])
+    }
+
+    /// `Tcp: CurrEstab` of /proc/net/snmp in the namespace.
+    pub fn curr_estab(&self) -> i64 {
+        snmp_value(&self.proc_net("snmp"), "Tcp", "CurrEstab").expect("Tcp CurrEstab in /proc/net/snmp")
+    }
+
+    /// `ss -Htan` + `extra` inside the namespace, parsed.
+    pub fn ss(&self, extra: &[&str]) -> SsTable {
+        let mut args = vec!["ss", "-Htan"];
+        args.extend_from_slice(extra);
+        SsTable::parse(&self.exec_ok(&args))
+    }
+
+    /// Every socket `ss -tan` shows (not the bound-inactive ones).
+    pub fn ss_tan(&self) -> SsTable {
+        self.ss(&[])
+    }
+
+    /// Listeners (`ss -tanl`): Recv-Q = accept queue, Send-Q = backlog.
+    pub fn ss_listen(&self) -> SsTable {
+        self.ss(&["-l"])
+    }
+
+    /// `ss -tan state bound-inactive`, or None when this iproute2 does not know the
+    /// state (it came with iproute2 6.8; kernels since 6.8 answer it).
+    pub fn ss_bound_inactive(&self) -> Option<SsTable> {
+        let o = self.exec(&["ss", "-Htan", "state", "bound-inactive"]);
+        if !o.status.success() {
+            return None;
+        }
+        Some(SsTable::parse(&String::from_utf8_lossy(&o.stdout)))
+    }
+
+    /// A raw sock_diag dump (support/sockdiag.py) of the given kernel state numbers.
+    pub fn sockdiag(&self, states: &[u8]) -> Vec<DiagSock> {
+        let script = support_dir().join("sockdiag.py");
+        let mut args: Vec<String> = vec!["python3".into(), script.display().to_string()];
+        args.extend(states.iter().map(|s| s.to_string()));
+        let out = run_ok(&mut self.cmd(&args));
+        let v: Value = serde_json::from_str(out.trim()).expect("sockdiag.py JSON");
+        assert!(v["error"].is_null(), "sockdiag.py: {}", v["error"]);
+        v["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| DiagSock {
+                state: s["state"].as_u64().unwrap() as u8,
+                local: parse_endpoint(s["local"].as_str().unwrap()),
+                remote: parse_endpoint(s["remote"].as_str().unwrap()),
+                inode: s["inode"].as_u64().unwrap(),
+            })
+            .collect()
+    }
+
+    /// The bound-inactive sockets: from ss if it can, else from a raw dump.
+    pub fn bound_inactive(&self) -> SsTable {
+        if let Some(t) = self.ss_bound_inactive() {
+            return t;
+        }
+        SsTable {
+            rows: self
+                .sockdiag(&[13])
+                .into_iter()
+                .map(|d| SsRow {
+                    state: "BOUND-INACTIVE".into(),
+                    recv_q: 0,
+                    send_q: 0,
+                    local: d.local,
+                    remote: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts a long-running process inside the namespace; it is killed on drop.
+    pub fn spawn(&mut self, cmd: &mut Command) -> &mut Child {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        self.children.push(child);
+        self.children.last_mut().unwrap()
+    }
+
+    /// Runs support/statemaker.py inside and waits until every state is in place.
+    pub fn start_state_maker(&mut self) -> StateMaker {
+        let script = support_dir().join("statemaker.py");
+        let inode = self.inode().to_string();
+        let mut cmd = self.cmd(&[
+            "python3",
+            script.to_str().unwrap(),
+            "--netns-inode",
+            &inode,
+        ]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let child = self.spawn(&mut cmd);
+        let child_pid = child.id();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read statemaker output");
+        assert!(!line.is_empty(), "statemaker.py exited before it was ready (see its stderr above)");
+        let info: Value = serde_json::from_str(line.trim()).expect("statemaker JSON line");
+        assert!(
+            info["settled"].as_bool() == Some(true),
+            "statemaker did not reach every state: expected {} observed {}",
+            info["expect"],
+            info["observed"]
+        );
+        let sm = StateMaker::from_json(info);
+        // `ip netns exec` execs the command, so the child is the state maker itself.
+        assert_eq!(sm.pid, child_pid, "statemaker pid");
+        sm
+    }
+
+    fn pids_inside(&self) -> Vec<u32> {
+        Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Anything else still inside was started by this test (e.g. a child of a
+        // process above): kill it by its pid.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids_inside();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for p in pids {
+                let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Names of the `ip netns` namespaces that exist now.
+pub fn ip_netns_list() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+fn snmp_value(text: &str, section: &str, name: &str) -> Option<i64> {
+    let prefix = format!("{section}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
+        let names: Vec<&str> = h.split_whitespace().collect();
+        let vals: Vec<&str> = v.split_whitespace().collect();
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            return vals.get(i)?.parse().ok();
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------
+// The state maker
+// ---------------------------------------------------------------------------------
+
+/// What support/statemaker.py made (its JSON line).
+#[derive(Clone, Debug)]
+pub struct StateMaker {
+    pub pid: u32,
+    /// Expected count per state (report spelling), both families.
+    pub expect: BTreeMap<String, u64>,
+    /// States of the sockets whose fds the state maker holds.
+    pub process_states: BTreeMap<String, u64>,
+    /// Sockets it holds that are in no table (never used; reset, auto-bound).
+    pub unhashed: u64,
+    pub listeners: Vec<ExpectedListener>,
+    /// Port per scenario and family: `port("v4", "last_ack")`.
+    pub ports: Value,
+    pub info: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpectedListener {
+    pub local: SocketAddr,
+    pub backlog: u64,
+    pub accept_queue: u64,
+    pub syn_recv: u64,
+}
+
+impl StateMaker {
+    fn from_json(info: Value) -> StateMaker {
+        let counts = |v: &Value| -> BTreeMap<String, u64> {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+                .collect()
+        };
+        StateMaker {
+            pid: info["pid"].as_u64().unwrap() as u32,
+            expect: counts(&info["expect"]),
+            process_states: counts(&info["process"]["states"]),
+            unhashed: info["process"]["unhashed"].as_u64().unwrap(),
+            listeners: info["listeners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| ExpectedListener {
+                    local: parse_endpoint(l["local"].as_str().unwrap()),
+                    backlog: l["backlog"].as_u64().unwrap(),
+                    accept_queue: l["accept_queue"].as_u64().unwrap(),
+                    syn_recv: l["syn_recv"].as_u64().unwrap(),
+                })
+                .collect(),
+            ports: info["ports"].clone(),
+            info,
+        }
+    }
+
+    pub fn port(&self, family: &str, scenario: &str) -> u16 {
+        self.ports[family][scenario].as_u64().unwrap_or_else(|| panic!("no port {family} {scenario}")) as u16
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// ss
+// ---------------------------------------------------------------------------------
+
+/// One line of `ss -tan`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SsRow {
+    /// In sockmedic's spelling (`ESTABLISHED`, `BOUND-INACTIVE`, ...).
+    pub state: String,
+    pub recv_q: u64,
+    pub send_q: u64,
+    pub local: SocketAddr,
+    /// None for a wildcard peer (`0.0.0.0:*`, `[::]:*`): listeners, bound sockets.
+    pub remote: Option<SocketAddr>,
+}
+
+/// Maps the state names `ss` prints to the report's.
+pub fn ss_state_name(s: &str) -> String {
+    match s {
+        "ESTAB" => "ESTABLISHED",
+        "UNCONN" => "BOUND-INACTIVE",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Parses an endpoint as `ss -n` or sockmedic prints it: `1.2.3.4:80`, `[::1]:80`,
+/// `127.0.0.1%lo:80`, `*:80`, `0.0.0.0:*` (port `*` is 0).
+pub fn parse_endpoint(s: &str) -> SocketAddr {
+    let (host, port) = s.rsplit_once(':').unwrap_or_else(|| panic!("endpoint without a port: {s:?}"));
+    let port: u16 = if port == "*" { 0 } else { port.parse().unwrap_or_else(|_| panic!("bad port in {s:?}")) };
+    let host = host.split('%').next().unwrap();
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let ip: IpAddr = if host == "*" {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        host.parse().unwrap_or_else(|_| panic!("bad address in endpoint {s:?}"))
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn is_wildcard_peer(s: &str) -> bool {
+    s.ends_with(":*")
+}
+
+/// `ss -tan` output, parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SsTable {
+    pub rows: Vec<SsRow>,
+}
+
+impl SsTable {
+    pub fn parse(text: &str) -> SsTable {
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.is_empty() || f[0] == "State" {
+                continue;
+            }
+            assert!(f.len() >= 5, "unexpected ss line: {line:?}");
+            rows.push(SsRow {
+                state: ss_state_name(f[0]),
+                recv_q: f[1].parse().unwrap(),
+                send_q: f[2].parse().unwrap(),
+                local: parse_endpoint(f[3]),
+                remote: if is_wildcard_peer(f[4]) { None } else { Some(parse_endpoint(f[4])) },
+            });
+        }
+        rows.sort();
+        SsTable { rows }
+    }
+
+    /// Rows without the queues, sorted: equal keys mean the same sockets in the same states.
+    pub fn key(&self) -> Vec<(String, SocketAddr, Option<SocketAddr>)> {
+        let mut k: Vec<_> = self.rows.iter().map(|r| (r.state.clone(), r.local, r.remote)).collect();
+        k.sort();
+        k
+    }
+
+    pub fn filter(&self, f: impl Fn(&SsRow) -> bool) -> SsTable {
+        SsTable { rows: self.rows.iter().filter(|r| f(r)).cloned().collect() }
+    }
+
+    pub fn merged(&self, other: &SsTable) -> SsTable {
+        let mut rows = self.rows.clone();
+        rows.extend(other.rows.iter().cloned());
+        rows.sort();
+        SsTable { rows }
+    }
+
+    pub fn states(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for r in &self.rows {
+            *m.entry(r.state.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn count(&self, state: &str) -> u64 {
+        self.rows.iter().filter(|r| r.state == state).count() as u64
+    }
+
+    /// Sockets per (state, local endpoint).
+    pub fn by_local(&self) -> BTreeMap<(String, SocketAddr), u64> {
+        let mut m = BTreeMap::new();
+        for r in &self.rows {
+            *m.entry((r.state.clone(), r.local)).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Sockets per (state, remote endpoint); rows with a wildcard peer are left out.
+    pub fn by_remote(&self) -> BTreeMap<(String, SocketAddr), u64> {
+        let mut m = BTreeMap::new();
+        for r in &self.rows {
+            if let Some(rem) = r.remote {
+                *m.entry((r.state.clone(), rem)).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for r in &self.rows {
+            let rem = r.remote.map(|a| a.to_string()).unwrap_or_else(|| "*".into());
+            let _ = writeln!(s, "{:<15} {:>4} {:>4} {:<28} {}", r.state, r.recv_q, r.send_q, r.local, rem);
+        }
+        s
+    }
+}
+
+/// A socket from a raw sock_diag dump (support/sockdiag.py).
+#[derive(Clone, Debug)]
+pub struct DiagSock {
+    pub state: u8,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub inode: u64,
+}
+
+// ---------------------------------------------------------------------------------
+// Observing sockets while sockmedic runs
+// ---------------------------------------------------------------------------------
+
+/// Takes `ss` just before and just after `f` (a sockmedic run) and returns both only
+/// when they are equal, so a timer that fires meanwhile cannot make a comparison
+/// flaky; tries twice.
+pub fn stable<T>(observe: impl Fn() -> SsTable, mut f: impl FnMut() -> T) -> (SsTable, T) {
+    let mut last = String::new();
+    for attempt in 1..=2 {
+        let before = observe();
+        let t = f();
+        let after = observe();
+        if before.key() == after.key() {
+            return (after, t);
+        }
+        last = format!("attempt {attempt}: before\n{}after\n{}", before.text(), after.text());
+        eprintln!("sockets changed while sockmedic ran; {last}");
+    }
+    panic!("the sockets kept changing while sockmedic ran:\n{last}");
+}
+
+// ---------------------------------------------------------------------------------
+// sockmedic
+// ---------------------------------------------------------------------------------
+
+pub const SOCKMEDIC: &str = env!("CARGO_BIN_EXE_sockmedic");
+
+/// The result of one sockmedic run.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub output: Output,
+    pub json: Option<Value>,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn describe(&self) -> String {
+        format!("sockmedic {}\n{}", self.args.join(" "), output_text(&self.output))
+    }
+    /// Panics unless the run did not panic (exit 101 or a panic message).
+    pub fn assert_no_panic(&self) {
+        assert_ne!(self.output.status.code(), Some(101), "sockmedic panicked\n{}", self.describe());
+        assert!(self.output.status.code().is_some(), "sockmedic was killed by a signal\n{}", self.describe());
+        assert!(!self.stderr().contains("panicked"), "sockmedic panicked\n{}", self.describe());
+    }
+    /// The report, after checking the run succeeded and printed one.
+    pub fn report(&self) -> &Value {
+        self.assert_no_panic();
+        assert!(self.output.status.success(), "sockmedic failed\n{}", self.describe());
+        let j = self.json.as_ref().unwrap_or_else(|| panic!("sockmedic printed no JSON\n{}", self.describe()));
+        assert_eq!(j["schema"], SCHEMA, "schema\n{}", self.describe());
+        j
+    }
+}
+
+fn run_command(mut cmd: Command, args: &[&str]) -> Run {
+    let output = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run sockmedic: {e}"));
+    let json = serde_json::from_slice(&output.stdout).ok();
+    Run { args: args.iter().map(|s| s.to_string()).collect(), output, json }
+}
+
+/// Runs sockmedic from the host namespace.
+pub fn sockmedic(args: &[&str]) -> Run {
+    let mut cmd = Command::new(SOCKMEDIC);
+    cmd.args(args);
+    run_command(cmd, args)
+}
+
+/// Runs sockmedic inside a namespace.
+pub fn sockmedic_in(ns: &TestNetns, args: &[&str]) -> Run {
+    let mut full = vec![SOCKMEDIC];
+    full.extend_from_slice(args);
+    run_command(ns.cmd(&full), args)
+}
+
+/// The report's entry for the namespace with this name, or a panic that shows what
+/// the report has instead.
+pub fn netns_named<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let all = report["netns"].as_array().expect("report.netns is an array");
+    let found: Vec<&Value> = all
+        .iter()
+        .filter(|n| n["names"].as_array().map(|a| a.iter().any(|x| x == name)).unwrap_or(false))
+        .collect();
+    let summary: Vec<String> = all.iter().map(|n| format!("{} {}", n["id"], n["names"])).collect();
+    assert_eq!(found.len(), 1, "namespace {name:?} in the report exactly once; the report has: {summary:#?}");
+    found[0]
+}
+
+/// The only namespace in a report run with `--netns SEL`.
+pub fn only_netns(report: &Value) -> &Value {
+    let all = report["netns"].as_array().expect("report.netns is an array");
+    let summary: Vec<String> = all.iter().map(|n| format!("{} {}", n["id"], n["names"])).collect();
+    assert_eq!(all.len(), 1, "--netns selects one namespace; the report has: {summary:#?}");
+    &all[0]
+}
+
+/// `states` of a report namespace.
+pub fn states_of(ns: &Value) -> BTreeMap<String, u64> {
+    ns["states"]
+        .as_object()
+        .unwrap_or_else(|| panic!("netns.states is not an object: {}", ns["states"]))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or_else(|| panic!("states.{k} = {v}"))))
+        .collect()
+}
+
+/// A row of `top_local` / `top_remote`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopRow {
+    pub state: String,
+    pub endpoint: SocketAddr,
+    pub count: u64,
+    pub error: u64,
+}
+
+pub fn top_rows(ns: &Value, table: &str) -> Vec<TopRow> {
+    ns[table]
+        .as_array()
+        .unwrap_or_else(|| panic!("netns.{table} is not an array: {}", ns[table]))
+        .iter()
+        .map(|r| TopRow {
+            state: r["state"].as_str().unwrap_or_else(|| panic!("{table} row without state: {r}")).to_string(),
+            endpoint: parse_endpoint(r["endpoint"].as_str().unwrap_or_else(|| panic!("{table} row: {r}"))),
+            count: r["count"].as_u64().unwrap_or_else(|| panic!("{table} row: {r}")),
+            error: r["error"].as_u64().unwrap_or_else(|| panic!("{table} row: {r}")),
+        })
+        .collect()
+}
+
+/// Differences between sockmedic's state counts and ss's. `required` states must be
+/// present in sockmedic's map (absent means "not looked at"); others may be absent
+/// only if ss has none of them. States in `skip` are not compared.
+pub fn state_diffs(
+    sm: &BTreeMap<String, u64>,
+    ss: &BTreeMap<String, u64>,
+    required: &[&str],
+    skip: &[&str],
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut names: BTreeSet<&str> = sm.keys().map(String::as_str).collect();
+    names.extend(ss.keys().map(String::as_str));
+    names.extend(required.iter().copied());
+    for s in names {
+        if skip.contains(&s) {
+            continue;
+        }
+        let want = ss.get(s).copied().unwrap_or(0);
+        match sm.get(s) {
+            None if required.contains(&s) || want > 0 => {
+                errs.push(format!("{s}: absent in sockmedic, ss has {want}"))
+            }
+            None => {}
+            Some(&got) if got != want => errs.push(format!("{s}: sockmedic {got}, ss {want}")),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
+/// Differences between a top table and ss's aggregation. Every sockmedic row must be
+/// exact (`error` 0) and equal ss's count; every ss entry of a state in `required`
+/// must be in the table.
+pub fn top_diffs(
+    rows: &[TopRow],
+    ss: &BTreeMap<(String, SocketAddr), u64>,
+    required: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in rows {
+        let key = (r.state.clone(), r.endpoint);
+        if !seen.insert(key.clone()) {
+            errs.push(format!("duplicate row {} {}", r.state, r.endpoint));
+        }
+        if r.error != 0 {
+            errs.push(format!("{} {}: error {} (not exact)", r.state, r.endpoint, r.error));
+        }
+        let want = ss.get(&key).copied().unwrap_or(0);
+        if r.count != want {
+            errs.push(format!("{} {}: sockmedic {}, ss {}", r.state, r.endpoint, r.count, want));
+        }
+    }
+    for ((state, ep), n) in ss {
+        if required(state) && !seen.contains(&(state.clone(), *ep)) {
+            errs.push(format!("{state} {ep}: ss has {n}, missing in sockmedic"));
+        }
+    }
+    errs
+}
+
+/// Panics with the evidence when `errs` is not empty.
+pub fn assert_no_diffs(what: &str, errs: &[String], ss: &SsTable, ns: &Value) {
+    assert!(
+        errs.is_empty(),
+        "{what}: sockmedic differs from ss\n  {}\n--- ss\n{}--- sockmedic netns\n{}",
+        errs.join("\n  "),
+        ss.text(),
+        serde_json::to_string_pretty(ns).unwrap()
+    );
+}
+
+/// An IPv4 endpoint on loopback (for tests that name one).
+pub fn lo4(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+pub fn lo6(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)
+}
