@@ -15,7 +15,12 @@ fn state_maker_reaches_every_state() {
     // Distinct counts per state, so that a mix-up of two states shows.
     let nonzero: Vec<u64> = sm.expect.values().copied().filter(|n| *n > 0).collect();
     let distinct: BTreeSet<u64> = nonzero.iter().copied().collect();
-    assert_eq!(nonzero.len(), distinct.len(), "state counts not distinct: {:?}", sm.expect);
+    assert_eq!(
+        nonzero.len(),
+        distinct.len(),
+        "state counts not distinct: {:?}",
+        sm.expect
+    );
 
     let ss = ns.ss_tan();
     let mut want = sm.expect.clone();
@@ -25,14 +30,25 @@ fn state_maker_reaches_every_state() {
 
     // Both families are there, in every state.
     for state in want.keys() {
-        let v4 = ss.rows.iter().any(|r| &r.state == state && r.local.is_ipv4());
-        let v6 = ss.rows.iter().any(|r| &r.state == state && r.local.is_ipv6());
+        let v4 = ss
+            .rows
+            .iter()
+            .any(|r| &r.state == state && r.local.is_ipv4());
+        let v6 = ss
+            .rows
+            .iter()
+            .any(|r| &r.state == state && r.local.is_ipv6());
         assert!(v4 && v6, "{state}: IPv4 {v4}, IPv6 {v6}\n{}", ss.text());
     }
 
     // Bound-inactive: from ss where it can, else a raw sock_diag dump.
     let bi = ns.bound_inactive();
-    assert_eq!(bi.rows.len() as u64, sm.expect["BOUND-INACTIVE"], "bound-inactive\n{}", bi.text());
+    assert_eq!(
+        bi.rows.len() as u64,
+        sm.expect["BOUND-INACTIVE"],
+        "bound-inactive\n{}",
+        bi.text()
+    );
     let mut bound: Vec<_> = bi.rows.iter().map(|r| r.local).collect();
     bound.sort();
     let mut made: Vec<_> = sm.info["bound_ports"]
@@ -53,23 +69,45 @@ fn state_maker_reaches_every_state() {
             local: r.local,
             backlog: r.send_q,
             accept_queue: r.recv_q,
-            syn_recv: ss.rows.iter().filter(|s| s.state == "SYN-RECV" && s.local == r.local).count() as u64,
+            syn_recv: ss
+                .rows
+                .iter()
+                .filter(|s| s.state == "SYN-RECV" && s.local == r.local)
+                .count() as u64,
         })
         .collect();
     got.sort();
     let mut expected = sm.listeners.clone();
     expected.sort();
     assert_eq!(got, expected, "listeners\n{}", listen.text());
-    assert!(expected.iter().any(|l| l.accept_queue > l.backlog), "a listener has a full accept queue");
+    assert!(
+        expected.iter().any(|l| l.accept_queue > l.backlog),
+        "a listener has a full accept queue"
+    );
 
     // The concentrations the tests of sockmedic look for.
     let by_local = ss.by_local();
-    assert_eq!(by_local[&("LAST-ACK".to_string(), lo4(sm.port("v4", "last_ack")))], 8);
-    assert_eq!(by_local[&("FIN-WAIT-1".to_string(), lo6(sm.port("v6", "fin_wait1")))], 4);
-    assert_eq!(by_local[&("CLOSE-WAIT".to_string(), lo4(sm.port("v4", "fin_wait2")))], 6);
+    assert_eq!(
+        by_local[&("LAST-ACK".to_string(), lo4(sm.port("v4", "last_ack")))],
+        8
+    );
+    assert_eq!(
+        by_local[&("FIN-WAIT-1".to_string(), lo6(sm.port("v6", "fin_wait1")))],
+        4
+    );
+    assert_eq!(
+        by_local[&("CLOSE-WAIT".to_string(), lo4(sm.port("v4", "fin_wait2")))],
+        6
+    );
     let by_remote = ss.by_remote();
-    assert_eq!(by_remote[&("SYN-SENT".to_string(), lo4(sm.port("v4", "syn_sent")))], 2);
-    assert_eq!(by_remote[&("TIME-WAIT".to_string(), lo6(sm.port("v6", "last_ack")))], 7);
+    assert_eq!(
+        by_remote[&("SYN-SENT".to_string(), lo4(sm.port("v4", "syn_sent")))],
+        2
+    );
+    assert_eq!(
+        by_remote[&("TIME-WAIT".to_string(), lo6(sm.port("v6", "last_ack")))],
+        7
+    );
 
     // CurrEstab counts ESTABLISHED and CLOSE-WAIT.
     assert_eq!(
@@ -93,12 +131,22 @@ fn netns_guard_cleans_up_after_itself() {
         // A process the test did not register: started in the background by a shell.
         ns.exec_ok(&["sh", "-c", "sleep 600 >/dev/null 2>&1 </dev/null &"]);
         assert_eq!(
-            Command::new("ip").args(["netns", "pids", &name]).output().unwrap().stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(),
+            Command::new("ip")
+                .args(["netns", "pids", &name])
+                .output()
+                .unwrap()
+                .stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
             2
         );
     }
     assert!(!ip_netns_list().contains(&name), "{name} left behind");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} left behind");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} left behind"
+    );
 
     // Also when the test panics.
     let result = std::panic::catch_unwind(|| {
@@ -108,5 +156,8 @@ fn netns_guard_cleans_up_after_itself() {
     });
     let msg = result.unwrap_err();
     let n = msg.downcast_ref::<String>().unwrap();
-    assert!(!ip_netns_list().contains(n), "{n} left behind after a panic");
+    assert!(
+        !ip_netns_list().contains(n),
+        "{n} left behind after a panic"
+    );
 }

@@ -25,14 +25,24 @@ use std::time::{Duration, Instant};
 
 /// States a sock_diag dump returns as themselves, in report spelling.
 pub const DUMPABLE: [&str; 10] = [
-    "ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
-    "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+    "ESTABLISHED",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "LISTEN",
+    "CLOSING",
 ];
 
 pub const SCHEMA: &str = "sockmedic.report/v1";
 
 pub fn support_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("support")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("support")
 }
 
 fn euid() -> Option<u32> {
@@ -60,7 +70,9 @@ fn output_text(o: &Output) -> String {
 
 /// Runs a command and panics with its output unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(o.status.success(), "{cmd:?} failed\n{}", output_text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -86,7 +98,10 @@ impl TestNetns {
         let name = format!("sm-{}-{}", clean, std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         // From here on, Drop cleans up whatever happens.
-        let ns = TestNetns { name, children: Vec::new() };
+        let ns = TestNetns {
+            name,
+            children: Vec::new(),
+        };
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         ns
     }
@@ -98,7 +113,9 @@ impl TestNetns {
 
     /// The namespace's nsfs inode: its id in sockmedic's report.
     pub fn inode(&self) -> u64 {
-        std::fs::metadata(self.path()).expect("stat /run/netns/NAME").ino()
+        std::fs::metadata(self.path())
+            .expect("stat /run/netns/NAME")
+            .ino()
     }
 
     /// A command that will run inside the namespace.
@@ -126,9 +143,18 @@ impl TestNetns {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nft");
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "nft -f - failed on\n{script}\n{}", output_text(&o));
+        assert!(
+            o.status.success(),
+            "nft -f - failed on\n{script}\n{}",
+            output_text(&o)
+        );
     }
 
     /// Sets a sysctl inside the namespace (only per-namespace sysctls may be set).
@@ -147,7 +173,8 @@ impl TestNetns {
 
     /// `Tcp: CurrEstab` of /proc/net/snmp in the namespace.
     pub fn curr_estab(&self) -> i64 {
-        snmp_value(&self.proc_net("snmp"), "Tcp", "CurrEstab").expect("Tcp CurrEstab in /proc/net/snmp")
+        snmp_value(&self.proc_net("snmp"), "Tcp", "CurrEstab")
+            .expect("Tcp CurrEstab in /proc/net/snmp")
     }
 
     /// `ss -Htan` + `extra` inside the namespace, parsed.
@@ -220,7 +247,9 @@ impl TestNetns {
 
     /// Starts a long-running process inside the namespace; it is killed on drop.
     pub fn spawn(&mut self, cmd: &mut Command) -> &mut Child {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         self.children.push(child);
         self.children.last_mut().unwrap()
     }
@@ -229,19 +258,21 @@ impl TestNetns {
     pub fn start_state_maker(&mut self) -> StateMaker {
         let script = support_dir().join("statemaker.py");
         let inode = self.inode().to_string();
-        let mut cmd = self.cmd(&[
-            "python3",
-            script.to_str().unwrap(),
-            "--netns-inode",
-            &inode,
-        ]);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut cmd = self.cmd(&["python3", script.to_str().unwrap(), "--netns-inode", &inode]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let child = self.spawn(&mut cmd);
         let child_pid = child.id();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read statemaker output");
-        assert!(!line.is_empty(), "statemaker.py exited before it was ready (see its stderr above)");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read statemaker output");
+        assert!(
+            !line.is_empty(),
+            "statemaker.py exited before it was ready (see its stderr above)"
+        );
         let info: Value = serde_json::from_str(line.trim()).expect("statemaker JSON line");
         assert!(
             info["settled"].as_bool() == Some(true),
@@ -284,17 +315,24 @@ impl Drop for TestNetns {
                 break;
             }
             for p in pids {
-                let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &p.to_string()])
+                    .status();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// Names of the `ip netns` namespaces that exist now.
 pub fn ip_netns_list() -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -373,7 +411,9 @@ impl StateMaker {
     }
 
     pub fn port(&self, family: &str, scenario: &str) -> u16 {
-        self.ports[family][scenario].as_u64().unwrap_or_else(|| panic!("no port {family} {scenario}")) as u16
+        self.ports[family][scenario]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no port {family} {scenario}")) as u16
     }
 }
 
@@ -406,14 +446,24 @@ pub fn ss_state_name(s: &str) -> String {
 /// Parses an endpoint as `ss -n` or sockmedic prints it: `1.2.3.4:80`, `[::1]:80`,
 /// `127.0.0.1%lo:80`, `*:80`, `0.0.0.0:*` (port `*` is 0).
 pub fn parse_endpoint(s: &str) -> SocketAddr {
-    let (host, port) = s.rsplit_once(':').unwrap_or_else(|| panic!("endpoint without a port: {s:?}"));
-    let port: u16 = if port == "*" { 0 } else { port.parse().unwrap_or_else(|_| panic!("bad port in {s:?}")) };
+    let (host, port) = s
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("endpoint without a port: {s:?}"));
+    let port: u16 = if port == "*" {
+        0
+    } else {
+        port.parse().unwrap_or_else(|_| panic!("bad port in {s:?}"))
+    };
     let host = host.split('%').next().unwrap();
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let ip: IpAddr = if host == "*" {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
-        host.parse().unwrap_or_else(|_| panic!("bad address in endpoint {s:?}"))
+        host.parse()
+            .unwrap_or_else(|_| panic!("bad address in endpoint {s:?}"))
     };
     SocketAddr::new(ip, port)
 }
@@ -442,7 +492,11 @@ impl SsTable {
                 recv_q: f[1].parse().unwrap(),
                 send_q: f[2].parse().unwrap(),
                 local: parse_endpoint(f[3]),
-                remote: if is_wildcard_peer(f[4]) { None } else { Some(parse_endpoint(f[4])) },
+                remote: if is_wildcard_peer(f[4]) {
+                    None
+                } else {
+                    Some(parse_endpoint(f[4]))
+                },
             });
         }
         rows.sort();
@@ -451,13 +505,19 @@ impl SsTable {
 
     /// Rows without the queues, sorted: equal keys mean the same sockets in the same states.
     pub fn key(&self) -> Vec<(String, SocketAddr, Option<SocketAddr>)> {
-        let mut k: Vec<_> = self.rows.iter().map(|r| (r.state.clone(), r.local, r.remote)).collect();
+        let mut k: Vec<_> = self
+            .rows
+            .iter()
+            .map(|r| (r.state.clone(), r.local, r.remote))
+            .collect();
         k.sort();
         k
     }
 
     pub fn filter(&self, f: impl Fn(&SsRow) -> bool) -> SsTable {
-        SsTable { rows: self.rows.iter().filter(|r| f(r)).cloned().collect() }
+        SsTable {
+            rows: self.rows.iter().filter(|r| f(r)).cloned().collect(),
+        }
     }
 
     pub fn merged(&self, other: &SsTable) -> SsTable {
@@ -502,8 +562,15 @@ impl SsTable {
     pub fn text(&self) -> String {
         let mut s = String::new();
         for r in &self.rows {
-            let rem = r.remote.map(|a| a.to_string()).unwrap_or_else(|| "*".into());
-            let _ = writeln!(s, "{:<15} {:>4} {:>4} {:<28} {}", r.state, r.recv_q, r.send_q, r.local, rem);
+            let rem = r
+                .remote
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "*".into());
+            let _ = writeln!(
+                s,
+                "{:<15} {:>4} {:>4} {:<28} {}",
+                r.state, r.recv_q, r.send_q, r.local, rem
+            );
         }
         s
     }
@@ -534,7 +601,11 @@ pub fn stable<T>(observe: impl Fn() -> SsTable, mut f: impl FnMut() -> T) -> (Ss
         if before.key() == after.key() {
             return (after, t);
         }
-        last = format!("attempt {attempt}: before\n{}after\n{}", before.text(), after.text());
+        last = format!(
+            "attempt {attempt}: before\n{}after\n{}",
+            before.text(),
+            after.text()
+        );
         eprintln!("sockets changed while sockmedic ran; {last}");
     }
     panic!("the sockets kept changing while sockmedic ran:\n{last}");
@@ -562,28 +633,59 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
     pub fn describe(&self) -> String {
-        format!("sockmedic {}\n{}", self.args.join(" "), output_text(&self.output))
+        format!(
+            "sockmedic {}\n{}",
+            self.args.join(" "),
+            output_text(&self.output)
+        )
     }
     /// Panics unless the run did not panic (exit 101 or a panic message).
     pub fn assert_no_panic(&self) {
-        assert_ne!(self.output.status.code(), Some(101), "sockmedic panicked\n{}", self.describe());
-        assert!(self.output.status.code().is_some(), "sockmedic was killed by a signal\n{}", self.describe());
-        assert!(!self.stderr().contains("panicked"), "sockmedic panicked\n{}", self.describe());
+        assert_ne!(
+            self.output.status.code(),
+            Some(101),
+            "sockmedic panicked\n{}",
+            self.describe()
+        );
+        assert!(
+            self.output.status.code().is_some(),
+            "sockmedic was killed by a signal\n{}",
+            self.describe()
+        );
+        assert!(
+            !self.stderr().contains("panicked"),
+            "sockmedic panicked\n{}",
+            self.describe()
+        );
     }
     /// The report, after checking the run succeeded and printed one.
     pub fn report(&self) -> &Value {
         self.assert_no_panic();
-        assert!(self.output.status.success(), "sockmedic failed\n{}", self.describe());
-        let j = self.json.as_ref().unwrap_or_else(|| panic!("sockmedic printed no JSON\n{}", self.describe()));
+        assert!(
+            self.output.status.success(),
+            "sockmedic failed\n{}",
+            self.describe()
+        );
+        let j = self
+            .json
+            .as_ref()
+            .unwrap_or_else(|| panic!("sockmedic printed no JSON\n{}", self.describe()));
         assert_eq!(j["schema"], SCHEMA, "schema\n{}", self.describe());
         j
     }
 }
 
 fn run_command(mut cmd: Command, args: &[&str]) -> Run {
-    let output = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run sockmedic: {e}"));
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sockmedic: {e}"));
     let json = serde_json::from_slice(&output.stdout).ok();
-    Run { args: args.iter().map(|s| s.to_string()).collect(), output, json }
+    Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        output,
+        json,
+    }
 }
 
 /// Runs sockmedic from the host namespace.
@@ -603,21 +705,44 @@ pub fn sockmedic_in(ns: &TestNetns, args: &[&str]) -> Run {
 /// The report's entry for the namespace with this name, or a panic that shows what
 /// the report has instead.
 pub fn netns_named<'a>(report: &'a Value, name: &str) -> &'a Value {
-    let all = report["netns"].as_array().expect("report.netns is an array");
+    let all = report["netns"]
+        .as_array()
+        .expect("report.netns is an array");
     let found: Vec<&Value> = all
         .iter()
-        .filter(|n| n["names"].as_array().map(|a| a.iter().any(|x| x == name)).unwrap_or(false))
+        .filter(|n| {
+            n["names"]
+                .as_array()
+                .map(|a| a.iter().any(|x| x == name))
+                .unwrap_or(false)
+        })
         .collect();
-    let summary: Vec<String> = all.iter().map(|n| format!("{} {}", n["id"], n["names"])).collect();
-    assert_eq!(found.len(), 1, "namespace {name:?} in the report exactly once; the report has: {summary:#?}");
+    let summary: Vec<String> = all
+        .iter()
+        .map(|n| format!("{} {}", n["id"], n["names"]))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "namespace {name:?} in the report exactly once; the report has: {summary:#?}"
+    );
     found[0]
 }
 
 /// The only namespace in a report run with `--netns SEL`.
 pub fn only_netns(report: &Value) -> &Value {
-    let all = report["netns"].as_array().expect("report.netns is an array");
-    let summary: Vec<String> = all.iter().map(|n| format!("{} {}", n["id"], n["names"])).collect();
-    assert_eq!(all.len(), 1, "--netns selects one namespace; the report has: {summary:#?}");
+    let all = report["netns"]
+        .as_array()
+        .expect("report.netns is an array");
+    let summary: Vec<String> = all
+        .iter()
+        .map(|n| format!("{} {}", n["id"], n["names"]))
+        .collect();
+    assert_eq!(
+        all.len(),
+        1,
+        "--netns selects one namespace; the report has: {summary:#?}"
+    );
     &all[0]
 }
 
@@ -627,7 +752,12 @@ pub fn states_of(ns: &Value) -> BTreeMap<String, u64> {
         .as_object()
         .unwrap_or_else(|| panic!("netns.states is not an object: {}", ns["states"]))
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or_else(|| panic!("states.{k} = {v}"))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_u64().unwrap_or_else(|| panic!("states.{k} = {v}")),
+            )
+        })
         .collect()
 }
 
@@ -646,10 +776,21 @@ pub fn top_rows(ns: &Value, table: &str) -> Vec<TopRow> {
         .unwrap_or_else(|| panic!("netns.{table} is not an array: {}", ns[table]))
         .iter()
         .map(|r| TopRow {
-            state: r["state"].as_str().unwrap_or_else(|| panic!("{table} row without state: {r}")).to_string(),
-            endpoint: parse_endpoint(r["endpoint"].as_str().unwrap_or_else(|| panic!("{table} row: {r}"))),
-            count: r["count"].as_u64().unwrap_or_else(|| panic!("{table} row: {r}")),
-            error: r["error"].as_u64().unwrap_or_else(|| panic!("{table} row: {r}")),
+            state: r["state"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{table} row without state: {r}"))
+                .to_string(),
+            endpoint: parse_endpoint(
+                r["endpoint"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{table} row: {r}")),
+            ),
+            count: r["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{table} row: {r}")),
+            error: r["error"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{table} row: {r}")),
         })
         .collect()
 }
@@ -700,11 +841,17 @@ pub fn top_diffs(
             errs.push(format!("duplicate row {} {}", r.state, r.endpoint));
         }
         if r.error != 0 {
-            errs.push(format!("{} {}: error {} (not exact)", r.state, r.endpoint, r.error));
+            errs.push(format!(
+                "{} {}: error {} (not exact)",
+                r.state, r.endpoint, r.error
+            ));
         }
         let want = ss.get(&key).copied().unwrap_or(0);
         if r.count != want {
-            errs.push(format!("{} {}: sockmedic {}, ss {}", r.state, r.endpoint, r.count, want));
+            errs.push(format!(
+                "{} {}: sockmedic {}, ss {}",
+                r.state, r.endpoint, r.count, want
+            ));
         }
     }
     for ((state, ep), n) in ss {

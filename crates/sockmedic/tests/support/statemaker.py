@@ -20,8 +20,9 @@ What it makes, on 127.0.0.1 and on ::1 (each family with its own counts and port
   TIME-WAIT     the server closes first, then the client: TIME-WAIT on the server side
   LAST-ACK      the client closes, then the server, and the client's final ACK is
                 dropped (nft): server LAST-ACK, client TIME-WAIT
-  BOUND-INACTIVE  bind() without listen(): a group sharing one port (SO_REUSEADDR)
-                and singles; plus clients that bound an explicit port and were reset
+  BOUND-INACTIVE  bind() without listen(): a group sharing one port (SO_REUSEADDR),
+                singles, one bound to port 0 (an ephemeral port); plus clients that
+                bound an explicit port and were reset
   unhashed      sockets created and never used, and connections reset by the peer
                 (SO_LINGER 0) while the fd is held (auto-bound: in no table at all)
 
@@ -62,11 +63,11 @@ PROC_STATE = {
 # the two families differ from each other, so a mix-up shows.
 COUNTS = {
     "v4": dict(est=3, aq_backlog=2, syn_recv=4, syn_sent=2, fin_wait1=5, fin_wait2=6,
-               time_wait=7, last_ack=8, bound_group=3, bound_single=2, reset_bound=1,
-               never=3, reset=2),
+               time_wait=7, last_ack=8, bound_group=3, bound_single=2, bound_auto=1,
+               reset_bound=1, never=3, reset=2),
     "v6": dict(est=2, aq_backlog=1, syn_recv=3, syn_sent=1, fin_wait1=4, fin_wait2=5,
-               time_wait=6, last_ack=7, bound_group=2, bound_single=2, reset_bound=2,
-               never=1, reset=3),
+               time_wait=6, last_ack=7, bound_group=2, bound_single=2, bound_auto=1,
+               reset_bound=2, never=1, reset=3),
 }
 BASE_PORT = {"v4": 7000, "v6": 7100}
 SCENARIO_PORT = dict(est=1, aq=2, syn_recv=3, syn_sent=4, fin_wait1=5, fin_wait2=6,
@@ -282,8 +283,14 @@ class Family:
             s = self.sock()
             s.bind((self.addr, p["bound_single"] + k))
             self.bound_ports.append(self.ep(p["bound_single"] + k))
-        add(expect, "BOUND-INACTIVE", c["bound_group"] + c["bound_single"])
-        add(proc, "BOUND-INACTIVE", c["bound_group"] + c["bound_single"])
+        # bind(addr, 0): the kernel picks a port from ip_local_port_range.
+        for _ in range(c["bound_auto"]):
+            s = self.sock()
+            s.bind((self.addr, 0))
+            self.bound_ports.append(self.ep(s.getsockname()[1]))
+        n = c["bound_group"] + c["bound_single"] + c["bound_auto"]
+        add(expect, "BOUND-INACTIVE", n)
+        add(proc, "BOUND-INACTIVE", n)
 
         # Created and never used.
         for _ in range(c["never"]):

@@ -1,0 +1,72 @@
+//! Run from the host namespace without `--netns`, sockmedic looks at every namespace
+//! it can reach: the test's namespace must be in the report, named by its `ip netns`
+//! name, with the right figures.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn host_run_finds_and_names_the_namespace() {
+    let mut ns = TestNetns::new("discovery");
+    let sm = ns.start_state_maker();
+    let host_id = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+
+    for command in ["sockets", "stat"] {
+        let (ss, run) = stable(|| ns.ss_tan(), || sockmedic(&[command, "--json"]));
+        let report = run.report();
+        let n = netns_named(report, &ns.name);
+        assert_eq!(
+            n["id"].as_u64(),
+            Some(ns.inode()),
+            "{command}: id of {}",
+            ns.name
+        );
+        assert_eq!(n["host"], false);
+        let all = ss.merged(&ns.bound_inactive());
+        let mut required = DUMPABLE.to_vec();
+        required.push("BOUND-INACTIVE");
+        let what = format!("{command} from the host, {}", ns.name);
+        assert_no_diffs(
+            &what,
+            &state_diffs(&states_of(n), &all.states(), &required, &[]),
+            &all,
+            n,
+        );
+
+        // The process living in it belongs to it.
+        if let Some(p) = report["processes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["pid"].as_u64() == Some(sm.pid as u64)))
+        {
+            assert_eq!(p["netns"], n["id"], "{command}: the state maker's netns");
+        }
+
+        // The host's own namespace is there too, named "host".
+        let all_ns = report["netns"].as_array().unwrap();
+        let host: Vec<_> = all_ns.iter().filter(|x| x["host"] == true).collect();
+        assert_eq!(host.len(), 1, "{command}: one host namespace");
+        assert_eq!(
+            host[0]["id"].as_u64(),
+            Some(host_id),
+            "{command}: host namespace id"
+        );
+        assert!(
+            host[0]["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "host"),
+            "{command}: {}",
+            host[0]["names"]
+        );
+
+        // Each namespace once.
+        let mut ids: Vec<u64> = all_ns.iter().map(|x| x["id"].as_u64().unwrap()).collect();
+        ids.sort();
+        let len = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), len, "{command}: a namespace listed twice");
+    }
+}

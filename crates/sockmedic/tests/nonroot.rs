@@ -1,0 +1,146 @@
+//! Run as an unprivileged user, sockmedic must not panic: it prints a report of what
+//! it could see and lists the rest in `missing`.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A copy of the binary that `nobody` can execute wherever the build directory is.
+struct NobodyBinary {
+    dir: PathBuf,
+}
+
+impl NobodyBinary {
+    fn new(test: &str) -> NobodyBinary {
+        require_root();
+        let dir = std::env::temp_dir().join(format!("sm-nonroot-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("sockmedic");
+        std::fs::copy(SOCKMEDIC, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        NobodyBinary { dir }
+    }
+
+    fn bin(&self) -> String {
+        self.dir.join("sockmedic").display().to_string()
+    }
+
+    /// `setpriv` drops to nobody:nogroup with no supplementary groups and no capabilities.
+    fn command(&self, prefix: &[&str], args: &[&str]) -> Command {
+        let mut full: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        full.extend(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        full.push(self.bin());
+        full.extend(args.iter().map(|s| s.to_string()));
+        let mut c = Command::new(&full[0]);
+        c.args(&full[1..]).current_dir("/").stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for NobodyBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_as_nobody(nb: &NobodyBinary, prefix: &[&str], args: &[&str]) -> (Value, String) {
+    let output = nb.command(prefix, args).output().expect("run setpriv");
+    let run = Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        json: serde_json::from_slice(&output.stdout).ok(),
+        output,
+    };
+    let report = run.report().clone();
+    let missing = report["missing"]
+        .as_array()
+        .unwrap_or_else(|| panic!("missing is an array\n{}", run.describe()));
+    assert!(
+        !missing.is_empty(),
+        "a non-root run lists what it could not see\n{}",
+        run.describe()
+    );
+    for m in missing {
+        let what = m["what"].as_str().unwrap_or("");
+        let why = m["why"].as_str().unwrap_or("");
+        assert!(
+            !what.is_empty() && !why.is_empty(),
+            "missing entry with what and why: {m}"
+        );
+    }
+    assert_eq!(
+        report["source"]["privileged"],
+        false,
+        "source.privileged\n{}",
+        run.describe()
+    );
+    (report, run.describe())
+}
+
+#[test]
+fn non_root_host_run_lists_what_is_missing() {
+    let nb = NobodyBinary::new("host");
+    for args in [&["sockets", "--json"][..], &["stat", "--json"][..]] {
+        let (report, out) = run_as_nobody(&nb, &[], args);
+        let host = report["netns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["host"] == true)
+            .cloned();
+        assert!(
+            host.is_some(),
+            "the host namespace is still reported\n{out}"
+        );
+    }
+}
+
+#[test]
+fn non_root_in_a_namespace_still_counts_its_sockets() {
+    let nb = NobodyBinary::new("netns");
+    let mut ns = TestNetns::new("nonroot");
+    let _sm = ns.start_state_maker();
+    let prefix = ["ip", "netns", "exec", ns.name.as_str()];
+    let (ss, (report, out)) = stable(
+        || ns.ss_tan(),
+        || {
+            run_as_nobody(
+                &nb,
+                &prefix,
+                &["sockets", "--json", "--netns", "self", "--top", "1000"],
+            )
+        },
+    );
+    let n = only_netns(&report);
+    assert_eq!(n["id"].as_u64(), Some(ns.inode()), "{out}");
+    let all = ss.merged(&ns.bound_inactive());
+    assert_no_diffs(
+        "non-root states",
+        &state_diffs(&states_of(n), &all.states(), &DUMPABLE, &[]),
+        &all,
+        n,
+    );
+    let local = top_rows(n, "top_local");
+    assert_no_diffs(
+        "non-root top_local",
+        &top_diffs(&local, &all.by_local(), &|_| true),
+        &all,
+        n,
+    );
+}
