@@ -1,7 +1,7 @@
 /*
  * floor: the kernel's floor for "count TCP sockets per state".
  *
- *   floor [STATE_MASK]
+ *   floor [STATE_MASK [FAMILIES]]
  *
  * Opens one NETLINK_SOCK_DIAG socket, dumps IPv4 then IPv6 TCP sockets
  * (inet_diag_req_v2, idiag_states = bits 1..11, i.e. 0xffe: every state)
@@ -11,6 +11,7 @@
  *
  * STATE_MASK (hex, e.g. 0xffc = all but ESTABLISHED) replaces 0xffe; it shows
  * what a dump costs when the kernel skips a state before building messages.
+ * FAMILIES is 4, 6 or 46 (the default): which dumps to make.
  */
 #include <errno.h>
 #include <linux/inet_diag.h>
@@ -79,15 +80,20 @@ static int dump(int fd, int family, unsigned states)
 int main(int argc, char **argv)
 {
 	unsigned states = 0xffe; /* bits 1..11: every TCP state */
+	const char *families = "46";
 	if (argc > 1)
 		states = (unsigned)strtoul(argv[1], NULL, 16);
+	if (argc > 2)
+		families = argv[2];
 
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (fd < 0) {
 		perror("floor: socket");
 		return 1;
 	}
-	if (dump(fd, AF_INET, states) < 0 || dump(fd, AF_INET6, states) < 0)
+	if (strchr(families, '4') && dump(fd, AF_INET, states) < 0)
+		return 1;
+	if (strchr(families, '6') && dump(fd, AF_INET6, states) < 0)
 		return 1;
 
 	unsigned long total = 0;

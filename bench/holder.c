@@ -14,8 +14,8 @@
  * The parent waits for every child to report, prints "ready SOCKETS" on
  * stdout (and writes it to READY_FILE, if given), then waits for SIGTERM or
  * SIGINT, kills the children and exits.  Children die with the parent
- * (PR_SET_PDEATHSIG), whatever kills it.  Client sockets have SO_LINGER 0,
- * so teardown is a reset: nothing lingers in FIN-WAIT or TIME-WAIT.
+ * (PR_SET_PDEATHSIG), whatever kills it.  Every socket has SO_LINGER 0, so
+ * teardown is a reset: nothing lingers as an orphan, in FIN-WAIT or TIME-WAIT.
  *
  * Run it inside a dedicated network namespace (bench/run.sh does).
  */
@@ -97,6 +97,7 @@ static void child(int idx, int port, long conns, int report_fd, pid_t parent)
 			int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			if (s < 0)
 				die("accept", idx, port);
+			setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 		}
 		done += n;
 	}

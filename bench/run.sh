@@ -86,6 +86,7 @@ need gcc gcc
 need awk gawk
 need sort coreutils
 need lscpu util-linux
+need sysctl procps
 
 # ---------------------------------------------------------------- cleanup
 HOLDER_PID=
@@ -102,7 +103,7 @@ teardown_ns() { # kill whatever still lives in the namespace, then delete it
 	ip netns del "$NS" 2>/dev/null || true
 }
 cleanup() {
-	local rc=$? i
+	local rc=$? i t_down=$SECONDS
 	set +e
 	trap - EXIT INT TERM HUP
 	if [[ -n $HOLDER_PID ]] && kill -0 "$HOLDER_PID" 2>/dev/null; then
@@ -113,6 +114,7 @@ cleanup() {
 		wait "$HOLDER_PID" 2>/dev/null
 	fi
 	teardown_ns
+	log "teardown done after $((SECONDS - t_down))s"
 	if ns_exists; then
 		log "WARNING: could not delete namespace $NS"
 		[[ $rc == 0 ]] && rc=1
@@ -218,21 +220,31 @@ counts_floor >"$OUTDIR/counts.floor" || die "floor did not run"
 counts_ss >"$OUTDIR/counts.ss" || die "ss -tan did not run"
 compare "ss -tan" "$OUTDIR/counts.ss" "$OUTDIR/counts.floor"
 if [[ $SKIP_SM == 0 ]]; then
-	"$SM" sockets --json --netns "$NS" >"$OUTDIR/sockets.json" || die "sockmedic sockets --json --netns $NS did not run"
-	counts_json <"$OUTDIR/sockets.json" >"$OUTDIR/counts.sockets" || die "sockmedic sockets --json: not the report JSON"
+	# sockmedic runs: exit 0-2 (ok / warning / critical) is a run; 3 and above is not
+	sm() { # sm OUTFILE [ns] ARGS...
+		local out=$1 rc=0; shift
+		if [[ $1 == ns ]]; then shift; ip netns exec "$NS" "$SM" "$@" >"$out" || rc=$?
+		else "$SM" "$@" >"$out" || rc=$?; fi
+		((rc <= 2)) || die "sockmedic $* exited $rc"
+	}
+	check_json() { # check_json NAME JSONFILE COUNTSFILE
+		jq -e '.schema == "sockmedic.report/v1"' "$2" >/dev/null || die "$1: not a sockmedic.report/v1 JSON"
+		counts_json <"$2" >"$3" || die "$1: no netns[].states"
+	}
+	sm "$OUTDIR/sockets.json" sockets --json --netns "$NS"
+	check_json "sockmedic sockets --json" "$OUTDIR/sockets.json" "$OUTDIR/counts.sockets"
 	compare "sockmedic sockets --netns $NS" "$OUTDIR/counts.sockets" "$OUTDIR/counts.floor"
-	ip netns exec "$NS" "$SM" sockets --json --netns self >"$OUTDIR/sockets-self.json" ||
-		die "sockmedic sockets --json --netns self did not run"
-	counts_json <"$OUTDIR/sockets-self.json" >"$OUTDIR/counts.sockets-self" || die "sockmedic sockets --json: not the report JSON"
+	sm "$OUTDIR/sockets-self.json" ns sockets --json --netns self
+	check_json "sockmedic sockets --json --netns self" "$OUTDIR/sockets-self.json" "$OUTDIR/counts.sockets-self"
 	compare "sockmedic sockets --netns self" "$OUTDIR/counts.sockets-self" "$OUTDIR/counts.floor"
-	"$SM" stat --json --netns "$NS" >"$OUTDIR/stat.json" || die "sockmedic stat --json --netns $NS did not run"
-	counts_json <"$OUTDIR/stat.json" >"$OUTDIR/counts.stat" || die "sockmedic stat --json: not the report JSON"
+	sm "$OUTDIR/stat.json" stat --json --netns "$NS"
+	check_json "sockmedic stat --json" "$OUTDIR/stat.json" "$OUTDIR/counts.stat"
 	if [[ -s $OUTDIR/counts.stat ]]; then
 		compare "sockmedic stat --netns $NS" "$OUTDIR/counts.stat" "$OUTDIR/counts.floor"
 	else
 		log "sockmedic stat --json has no per-state counts for $NS: not compared"
 	fi
-	"$SM" stat --netns "$NS" >"$OUTDIR/stat.txt" || die "sockmedic stat --netns $NS did not run"
+	sm "$OUTDIR/stat.txt" stat --netns "$NS"
 fi
 
 # ---------------------------------------------------------------- timing
@@ -252,13 +264,16 @@ add ss_tan ns 0 "ss -tan (to /dev/null)" "ss -tan"
 add ss_awk ns 1 "ss -tan | awk (count per state)" "ss -tan | awk 'NR>1{c[\$1]++} END{for(s in c) print s, c[s]}'"
 add top10 ns 1 "$TOP10" "$TOP10"
 add floor_noestab ns 0 "floor, all states but ESTABLISHED (0xffc)" "$FLOOR 0xffc"
+add floor_v6 ns 0 "floor, IPv6 dump only (no IPv6 sockets)" "$FLOOR 0xffe 6"
 add floor_hostns host 0 "floor run in the host netns (not in $NS)" "$FLOOR"
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in "${BENCHES[@]}"; do
 	IFS=$SEP read -r id where shell label cmd <<<"$b"
 	log "hyperfine: $label"
 	hf=(hyperfine --runs "$RUNS" --warmup "$WARMUP" --style basic --export-json "$JSONDIR/$id.json" --command-name "$label")
 	[[ $shell == 0 ]] && hf+=(-N)
+	[[ $id == sockets* || $id == stat* ]] && hf+=(-i) # exit 1-2 = findings; checked above
 	if [[ $where == ns ]]; then
 		ip netns exec "$NS" "${hf[@]}" "$cmd" >&2 || die "hyperfine: $label"
 	else
@@ -266,11 +281,8 @@ for b in "${BENCHES[@]}"; do
 	fi
 	# peak RSS (KiB); for a pipeline: the largest process in it
 	rss=(/usr/bin/time -f %M -o "$JSONDIR/$id.rss")
-	if [[ $where == ns ]]; then
-		ip netns exec "$NS" "${rss[@]}" sh -c "$cmd" >/dev/null || die "time: $label"
-	else
-		"${rss[@]}" sh -c "$cmd" >/dev/null || die "time: $label"
-	fi
+	[[ $where == ns ]] && rss=(ip netns exec "$NS" "${rss[@]}")
+	"${rss[@]}" sh -c "$cmd" >/dev/null || [[ $id == sockets* || $id == stat* ]] || die "time: $label"
 done
 
 # ---------------------------------------------------------------- report
@@ -285,19 +297,23 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
 	echo "Sockets: **$SOCKETS** ESTABLISHED TCP sockets ($CONNS loopback connections, both ends held, in $PROCS processes; plus $PROCS listeners) in network namespace \`$NS\`; TCP inuse $inuse. Setup took ${SETUP_S} s."
 	echo
-	echo "Machine: $(nproc) cores, $CPU, $MEM, Linux $(uname -r); $(ss -V 2>&1 | head -1); $(hyperfine --version). Commit $REV, $(date -u +%Y-%m-%dT%H:%MZ). $RUNS runs each after 1 warm-up."
+	echo "Machine: $(nproc) cores, $CPU, $MEM, Linux $(uname -r); $(ss -V 2>&1 | head -1); $(hyperfine --version); load average before/after timing: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg). Commit $REV, $(date -u +%Y-%m-%dT%H:%MZ). $RUNS runs each after 1 warm-up."
 	echo
-	echo "| command | median | min | max | × floor | \`ss \| awk\` ÷ this | peak RSS |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| command | median | min | max | CPU (user+sys) | × floor | \`ss \| awk\` ÷ this | peak RSS |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	for b in "${BENCHES[@]}"; do
 		IFS=$SEP read -r id where shell label cmd <<<"$b"
-		read -r m lo hi < <(jq -r '.results[0] | "\(.median) \(.min) \(.max)"' "$JSONDIR/$id.json")
+		read -r m lo hi cpu < <(jq -r '.results[0] | "\(.median) \(.min) \(.max) \(.user + .system)"' "$JSONDIR/$id.json")
 		rss_kb=$(tail -n 1 "$JSONDIR/$id.rss")
-		printf '| `%s` | %s | %s | %s | %s | %s | %s |\n' "${label//|/\\|}" "$(fmt_s "$m")" "$(fmt_s "$lo")" "$(fmt_s "$hi")" \
+		printf '| `%s` | %s | %s | %s | %s | %s | %s | %s |\n' "${label//|/\\|}" "$(fmt_s "$m")" "$(fmt_s "$lo")" "$(fmt_s "$hi")" "$(fmt_s "$cpu")" \
 			"$(ratio "$m" "$FLOOR_MED")" "$(ratio "$AWK_MED" "$m")" "$(awk -v k="$rss_kb" 'BEGIN{printf "%.1f MB", k/1024}')"
 	done
 	echo
-	echo "Per-state counts (floor = ss -tan$([[ $SKIP_SM == 0 ]] && echo " = sockmedic")): $(tr '\n' ' ' <"$OUTDIR/counts.floor" | sed 's/ $//')."
+	if [[ $CHECK_FAIL == 0 ]]; then
+		echo "Per-state counts agree (floor = \`ss -tan\`$([[ $SKIP_SM == 0 ]] && echo " = sockmedic sockets, sockets --netns self, stat")): $(tr '\n' ' ' <"$OUTDIR/counts.floor" | sed 's/ $//')."
+	else
+		echo "**Per-state counts differ** (floor: $(tr '\n' ' ' <"$OUTDIR/counts.floor" | sed 's/ $//')); see the log."
+	fi
 	if [[ $SKIP_SM == 0 ]]; then
 		S=$(med sockets) ST=$(med stat) RSS=$(tail -n 1 "$JSONDIR/sockets.rss")
 		verdict() { awk -v c="$1" 'BEGIN{ print (c ? "met" : "**missed**") }'; }
