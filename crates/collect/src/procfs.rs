@@ -68,7 +68,8 @@ pub fn parse_sockstat(text: &str) -> Result<Sections<u64>, ProcError> {
         let (section, rest) = split_section(line)
             .ok_or_else(|| ProcError::parse(WHAT, i, "no 'NAME:' at the start"))?;
         let words: Vec<&str> = rest.split_whitespace().collect();
-        if words.is_empty() || words.len() % 2 != 0 {
+        let pairs = words.chunks_exact(2);
+        if words.is_empty() || !pairs.remainder().is_empty() {
             return Err(ProcError::parse(
                 WHAT,
                 i,
@@ -79,7 +80,7 @@ pub fn parse_sockstat(text: &str) -> Result<Sections<u64>, ProcError> {
             ));
         }
         let fields = out.entry(section.to_string()).or_default();
-        for pair in words.chunks(2) {
+        for pair in pairs {
             let value = pair[1].parse::<u64>().map_err(|_| {
                 ProcError::parse(
                     WHAT,
@@ -318,34 +319,21 @@ const fn optional(name: &'static str, why: &'static str) -> SysctlSpec {
 /// the `net.*` ones here are absent from a non-initial netns's `/proc/sys`, except
 /// `nf_conntrack_max`, which shows there read-only but is one global limit.
 /// `fs.*` is not namespaced at all.
+#[rustfmt::skip] // a table: one sysctl a line
 pub const HOST_SYSCTLS: &[SysctlSpec] = &[
-    spec(
-        "net.ipv4.tcp_mem",
-        "tcp-memory-pressure: the min/pressure/max in pages",
-    ),
-    spec(
-        "net.ipv4.tcp_max_orphans",
-        "orphan-pressure: the orphan limit",
-    ),
-    spec(
-        "net.ipv4.udp_mem",
-        "UDP memory limits, next to sockstat UDP mem",
-    ),
-    optional(
-        "net.core.mem_pcpu_rsv",
-        "tcp-memory-pressure: how far sockstat mem lags (per-CPU reserve, 6.x)",
-    ),
+    spec("net.ipv4.tcp_mem", "tcp-memory-pressure: the min/pressure/max in pages"),
+    spec("net.ipv4.tcp_max_orphans", "orphan-pressure: the orphan limit"),
+    spec("net.ipv4.udp_mem", "UDP memory limits, next to sockstat UDP mem"),
+    optional("net.core.mem_pcpu_rsv", "tcp-memory-pressure: how far sockstat mem lags (per-CPU reserve; newer kernels)"),
     spec("fs.file-max", "fd-exhaustion: the host's file limit"),
     spec("fs.nr_open", "fd-exhaustion: the ceiling of RLIMIT_NOFILE"),
     spec("fs.file-nr", "fd-exhaustion: file handles allocated now"),
-    optional(
-        "net.netfilter.nf_conntrack_max",
-        "conntrack-full: the limit (needs nf_conntrack loaded)",
-    ),
+    optional("net.netfilter.nf_conntrack_max", "conntrack-full: the limit (needs nf_conntrack loaded)"),
 ];
 
 /// Per-network-namespace sysctls, read in each namespace. Checked on 6.18: each is
 /// present (and, but for the read-only ones, writable) in a fresh netns with its own value.
+#[rustfmt::skip] // a table: one sysctl a line
 pub const NETNS_SYSCTLS: &[SysctlSpec] = &[
     spec("net.ipv4.tcp_orphan_retries", "orphan-pressure, teardown-stall: retries before an orphan is killed"),
     spec("net.ipv4.tcp_fin_timeout", "teardown-stall: FIN-WAIT-2 lifetime of orphans"),
@@ -368,7 +356,7 @@ pub const NETNS_SYSCTLS: &[SysctlSpec] = &[
     spec("net.ipv4.tcp_keepalive_intvl", "close-wait-leak: interval between keepalive probes"),
     spec("net.ipv4.tcp_keepalive_probes", "close-wait-leak: probes before a dead peer is dropped"),
     spec("net.ipv4.tcp_retries2", "teardown-stall: retransmissions before giving up on a connection"),
-    optional("net.ipv4.tcp_ehash_entries", "timewait-pressure: this netns's established hash size (6.1+; negative = the shared global table)"),
+    optional("net.ipv4.tcp_ehash_entries", "timewait-pressure: ehash size (6.1+; negative: the global one)"),
     optional("net.ipv4.tcp_child_ehash_entries", "timewait-pressure: hash size given to new child netns (6.1+)"),
     optional("net.netfilter.nf_conntrack_count", "conntrack-full: entries in this netns (needs nf_conntrack loaded)"),
 ];
