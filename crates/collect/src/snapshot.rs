@@ -174,7 +174,7 @@ fn read_sysctls(specs: &[procfs::SysctlSpec]) -> (BTreeMap<String, String>, Vec<
 }
 
 fn is_not_found(e: &ProcError) -> bool {
-    e.to_string().contains("No such file")
+    matches!(e, ProcError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn read_file(path: &str, missing: &mut Vec<Missing>) -> Option<String> {
