@@ -60,7 +60,11 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             self.sift_down(self.heap_pos[slot as usize] as usize);
         } else if self.slots.len() < self.capacity {
             let slot = self.slots.len() as u32;
-            self.slots.push(Slot { key, count: n, error: 0 });
+            self.slots.push(Slot {
+                key,
+                count: n,
+                error: 0,
+            });
             self.index.insert(key, slot);
             self.heap.push(slot);
             self.heap_pos.push(self.heap.len() as u32 - 1);
@@ -71,7 +75,11 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             let s = &mut self.slots[slot as usize];
             self.index.remove(&s.key);
             let floor = s.count;
-            *s = Slot { key, count: floor + n, error: floor };
+            *s = Slot {
+                key,
+                count: floor + n,
+                error: floor,
+            };
             self.index.insert(key, slot);
             self.evicted = true;
             self.sift_down(0);
@@ -86,7 +94,10 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     /// The smallest count kept: the most a key that is not kept can have had.
     fn floor(&self) -> u64 {
         if self.evicted {
-            self.heap.first().map(|s| self.slots[*s as usize].count).unwrap_or(0)
+            self.heap
+                .first()
+                .map(|s| self.slots[*s as usize].count)
+                .unwrap_or(0)
         } else {
             0
         }
@@ -115,7 +126,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         }
         let evicted = self.evicted || other.evicted || all.len() > self.capacity;
         let mut rows: Vec<(K, u64, u64)> = all.into_iter().map(|(k, (c, e))| (k, c, e)).collect();
-        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.1));
         rows.truncate(self.capacity);
         *self = TopCounter::new(self.capacity);
         for (k, c, e) in rows {
@@ -131,8 +142,11 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     where
         K: Ord,
     {
-        let mut rows: Vec<(K, u64, u64)> =
-            self.slots.iter().map(|s| (s.key, s.count, s.error)).collect();
+        let mut rows: Vec<(K, u64, u64)> = self
+            .slots
+            .iter()
+            .map(|s| (s.key, s.count, s.error))
+            .collect();
         rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         rows.truncate(n);
         rows
@@ -287,11 +301,15 @@ impl SocketAggregate {
         let state = self.slot_of(s.state);
         self.states[state] += 1;
         let cap = self.opts.top_capacity;
-        self.local[state].get_or_insert_with(|| TopCounter::new(cap)).add(s.local, 1);
+        self.local[state]
+            .get_or_insert_with(|| TopCounter::new(cap))
+            .add(s.local, 1);
         let is_listen = state == TcpState::Listen as usize;
         let is_bound = state == TcpState::BoundInactive as usize;
         if !is_listen && !is_bound {
-            self.remote[state].get_or_insert_with(|| TopCounter::new(cap)).add(s.remote, 1);
+            self.remote[state]
+                .get_or_insert_with(|| TopCounter::new(cap))
+                .add(s.remote, 1);
         }
         if is_listen {
             self.listeners.push(Listener {
@@ -358,7 +376,9 @@ impl SocketAggregate {
     /// True while every top-N table is exact.
     pub fn is_exact(&self) -> bool {
         let tables = self.local.iter().chain(self.remote.iter()).flatten();
-        tables.chain(std::iter::once(&self.ephemeral_by_remote)).all(TopCounter::is_exact)
+        tables
+            .chain(std::iter::once(&self.ephemeral_by_remote))
+            .all(TopCounter::is_exact)
     }
 
     /// Turns the aggregate into report rows, keeping the `top` heaviest per table.
@@ -394,7 +414,11 @@ impl SocketAggregate {
                     .ephemeral_by_remote
                     .top(top)
                     .into_iter()
-                    .map(|(endpoint, count, error)| RemoteCount { endpoint, count, error })
+                    .map(|(endpoint, count, error)| RemoteCount {
+                        endpoint,
+                        count,
+                        error,
+                    })
                     .collect(),
                 includes_established: true,
             }
@@ -422,9 +446,16 @@ fn merge_opt(mine: &mut Option<TopCounter<Endpoint>>, theirs: Option<TopCounter<
 fn top_rows(tables: &[Option<TopCounter<Endpoint>>], top: usize) -> Vec<EndpointCount> {
     let mut rows = Vec::new();
     for state in TcpState::ALL {
-        let Some(Some(table)) = tables.get(state as usize) else { continue };
+        let Some(Some(table)) = tables.get(state as usize) else {
+            continue;
+        };
         for (endpoint, count, error) in table.top(top) {
-            rows.push(EndpointCount { state, endpoint, count, error });
+            rows.push(EndpointCount {
+                state,
+                endpoint,
+                count,
+                error,
+            });
         }
     }
     rows
@@ -535,7 +566,12 @@ mod tests {
     }
 
     fn sock(state: u8, local: Endpoint, remote: Endpoint) -> DiagSocket {
-        DiagSocket { state, local, remote, ..Default::default() }
+        DiagSocket {
+            state,
+            local,
+            remote,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -568,7 +604,10 @@ mod tests {
         assert_eq!(out.states.get(TcpState::Established), Some(3));
         assert_eq!(out.states.get(TcpState::BoundInactive), Some(1));
         assert_eq!(out.listeners.len(), 1);
-        assert_eq!((out.listeners[0].accept_queue, out.listeners[0].backlog), (3, 128));
+        assert_eq!(
+            (out.listeners[0].accept_queue, out.listeners[0].backlog),
+            (3, 128)
+        );
         assert_eq!(out.listeners[0].syn_recv, 4);
         let e = out.ephemeral.unwrap();
         assert_eq!((e.size, e.reserved), (9, 1));
@@ -576,15 +615,21 @@ mod tests {
         assert_eq!(e.bound_inactive_ports, Some(1));
         assert_eq!(e.top_remote[0].endpoint, ep(7, 443));
         assert_eq!(e.top_remote[0].count, 3);
-        let syn_top: Vec<_> =
-            out.top_local.iter().filter(|r| r.state == TcpState::SynRecv).collect();
+        let syn_top: Vec<_> = out
+            .top_local
+            .iter()
+            .filter(|r| r.state == TcpState::SynRecv)
+            .collect();
         assert_eq!((syn_top[0].endpoint, syn_top[0].count), (ep(1, 80), 4));
         assert!(out.exact);
     }
 
     #[test]
     fn port_filter_keeps_only_matching_sockets() {
-        let opts = AggregateOptions { port_filter: Some(443), ..Default::default() };
+        let opts = AggregateOptions {
+            port_filter: Some(443),
+            ..Default::default()
+        };
         let mut a = SocketAggregate::new(opts);
         a.add(&sock(1, ep(1, 50000), ep(7, 443)));
         a.add(&sock(1, ep(1, 50001), ep(7, 80)));

@@ -6,7 +6,7 @@
 pub mod aggregate;
 pub mod netns;
 pub mod procfs;
-pub mod sockdiag;
 mod snapshot;
+pub mod sockdiag;
 
 pub use snapshot::{collect, CollectError, CollectOptions, DumpMode};

@@ -303,11 +303,12 @@ fn handle(key: Key, f: Found, host: Option<Key>) -> Option<NetnsHandle> {
     names.extend(f.ip_names.iter().cloned());
     names.extend(f.mount_names);
     // Every process is in the host's namespace: a pid says nothing there.
-    if is_host {
-    } else if let Some(pid) = f.leader {
-        names.push(format!("pid {pid}{}", comm_suffix(pid)));
-    } else if let Some((pid, tid)) = f.thread {
-        names.push(format!("pid {pid}{} thread {tid}", comm_suffix(pid)));
+    if !is_host {
+        if let Some(pid) = f.leader {
+            names.push(format!("pid {pid}{}", comm_suffix(pid)));
+        } else if let Some((pid, tid)) = f.thread {
+            names.push(format!("pid {pid}{} thread {tid}", comm_suffix(pid)));
+        }
     }
     let path = f
         .ip_path

@@ -42,7 +42,14 @@ pub struct CollectOptions {
 
 impl Default for CollectOptions {
     fn default() -> Self {
-        CollectOptions { netns: None, mode: DumpMode::Full, states: None, port: None, top: 10, parts: None }
+        CollectOptions {
+            netns: None,
+            mode: DumpMode::Full,
+            states: None,
+            port: None,
+            top: 10,
+            parts: None,
+        }
     }
 }
 
@@ -60,7 +67,10 @@ const PARALLEL_DUMP_MIN_SOCKETS: u64 = 50_000;
 /// Takes a live Snapshot.
 pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     let started = Instant::now();
-    let mut snap = Snapshot { source: live_source(), ..Snapshot::default() };
+    let mut snap = Snapshot {
+        source: live_source(),
+        ..Snapshot::default()
+    };
     let scan = netns::discover();
     snap.missing.extend(scan.missing.iter().cloned());
     let selected: Vec<&NetnsHandle> = match &opts.netns {
@@ -106,7 +116,10 @@ fn live_source() -> Source {
 /// same from any namespace; the host-only net sysctls (tcp_mem, tcp_max_orphans)
 /// exist only in the initial namespace, so they are read there.
 fn read_host(host_ns: Option<&NetnsHandle>, missing: &mut Vec<Missing>) -> Host {
-    let mut host = Host { page_size: rustix::param::page_size() as u64, ..Host::default() };
+    let mut host = Host {
+        page_size: rustix::param::page_size() as u64,
+        ..Host::default()
+    };
     match read_file("/proc/net/sockstat", missing).map(|t| procfs::parse_sockstat(&t)) {
         Some(Ok(s)) => {
             host.sockstat = HostSockstat {
@@ -124,17 +137,25 @@ fn read_host(host_ns: Option<&NetnsHandle>, missing: &mut Vec<Missing>) -> Host 
         Some(ns) if Some(ns.id) == here => Ok(read_sysctls(procfs::HOST_SYSCTLS)),
         Some(ns) => netns::run_in_netns(ns, || read_sysctls(procfs::HOST_SYSCTLS))
             .map_err(|e| e.to_string()),
-        None => Err("the initial network namespace is not reachable (not root, or no /proc/1)".into()),
+        None => {
+            Err("the initial network namespace is not reachable (not root, or no /proc/1)".into())
+        }
     };
     match sysctls {
         Ok((values, lost)) => {
             host.sysctl = values;
             missing.extend(lost);
         }
-        Err(why) => missing.push(Missing::new("host-only sysctls (tcp_mem, tcp_max_orphans)", why)),
+        Err(why) => missing.push(Missing::new(
+            "host-only sysctls (tcp_mem, tcp_max_orphans)",
+            why,
+        )),
     }
     host.limits = host_limits(&host.sysctl);
-    host.file_nr = host.sysctl.get("fs.file-nr").and_then(|v| procfs::parse_file_nr(v).ok());
+    host.file_nr = host
+        .sysctl
+        .get("fs.file-nr")
+        .and_then(|v| procfs::parse_file_nr(v).ok());
     host
 }
 
@@ -142,7 +163,11 @@ fn host_limits(sysctl: &BTreeMap<String, String>) -> HostLimits {
     let num = |name: &str| sysctl.get(name).and_then(|v| v.trim().parse::<u64>().ok());
     let triple = |name: &str| {
         let v = procfs::parse_numbers(sysctl.get(name)?).ok()?;
-        (v.len() == 3).then(|| MemLimits { min: v[0], pressure: v[1], max: v[2] })
+        (v.len() == 3).then(|| MemLimits {
+            min: v[0],
+            pressure: v[1],
+            max: v[2],
+        })
     };
     HostLimits {
         tcp_mem: triple("net.ipv4.tcp_mem"),
@@ -164,9 +189,10 @@ fn read_sysctls(specs: &[procfs::SysctlSpec]) -> (BTreeMap<String, String>, Vec<
             Ok(v) => {
                 values.insert(spec.name.to_string(), v);
             }
-            Err(e) if !(spec.optional && is_not_found(&e)) => {
-                missing.push(Missing::new(format!("sysctl {} ({})", spec.name, spec.why), e.to_string()))
-            }
+            Err(e) if !(spec.optional && is_not_found(&e)) => missing.push(Missing::new(
+                format!("sysctl {} ({})", spec.name, spec.why),
+                e.to_string(),
+            )),
             Err(_) => {}
         }
     }
@@ -198,7 +224,9 @@ fn collect_namespaces(
     opts: &CollectOptions,
     bound_inactive: bool,
 ) -> Vec<(Netns, Vec<Missing>)> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut out = Vec::with_capacity(selected.len());
     for chunk in selected.chunks(workers) {
         let results: Vec<_> = std::thread::scope(|scope| {
@@ -211,7 +239,13 @@ fn collect_namespaces(
         for (ns, result) in chunk.iter().zip(results) {
             out.push(match result {
                 Ok(r) => r,
-                Err(_) => (blank_netns(ns), vec![Missing::new(ns_what(ns, "sockets"), "collector thread panicked")]),
+                Err(_) => (
+                    blank_netns(ns),
+                    vec![Missing::new(
+                        ns_what(ns, "sockets"),
+                        "collector thread panicked",
+                    )],
+                ),
             });
         }
     }
@@ -229,25 +263,45 @@ fn blank_netns(ns: &NetnsHandle) -> Netns {
 }
 
 fn ns_what(ns: &NetnsHandle, what: &str) -> String {
-    format!("{} of network namespace {}", what, ns.names.first().map(String::as_str).unwrap_or("?"))
+    format!(
+        "{} of network namespace {}",
+        what,
+        ns.names.first().map(String::as_str).unwrap_or("?")
+    )
 }
 
 /// Enters one namespace and reads everything that is per namespace there.
-fn collect_one(ns: &NetnsHandle, opts: &CollectOptions, bound_inactive: bool) -> (Netns, Vec<Missing>) {
+fn collect_one(
+    ns: &NetnsHandle,
+    opts: &CollectOptions,
+    bound_inactive: bool,
+) -> (Netns, Vec<Missing>) {
     let base = blank_netns(ns);
-    let label = ns.names.first().cloned().unwrap_or_else(|| ns.id.to_string());
+    let label = ns
+        .names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ns.id.to_string());
     let opts = opts.clone();
     let inside = netns::run_in_netns(ns, move || read_inside(base, &label, &opts, bound_inactive));
     match inside {
         Ok(r) => r,
-        Err(e) => (blank_netns(ns), vec![Missing::new(ns_what(ns, "every figure"), e.to_string())]),
+        Err(e) => (
+            blank_netns(ns),
+            vec![Missing::new(ns_what(ns, "every figure"), e.to_string())],
+        ),
     }
 }
 
 /// Runs on a thread inside the namespace: /proc/thread-self/net (not /proc/self,
 /// which follows the thread-group leader's namespace) and /proc/sys/net (which
 /// follows the opening thread's).
-fn read_inside(mut ns: Netns, label: &str, opts: &CollectOptions, bound_inactive: bool) -> (Netns, Vec<Missing>) {
+fn read_inside(
+    mut ns: Netns,
+    label: &str,
+    opts: &CollectOptions,
+    bound_inactive: bool,
+) -> (Netns, Vec<Missing>) {
     let mut missing = Vec::new();
     let what = |w: &str| format!("{w} of network namespace {label}");
     let net = Path::new("/proc/thread-self/net");
@@ -258,8 +312,10 @@ fn read_inside(mut ns: Netns, label: &str, opts: &CollectOptions, bound_inactive
             None
         }
     };
-    let mut stat4 = read("sockstat", &mut missing).and_then(|t| parse_or_note(procfs::parse_sockstat(&t), &what("sockstat"), &mut missing));
-    let stat6 = read("sockstat6", &mut missing).and_then(|t| parse_or_note(procfs::parse_sockstat(&t), &what("sockstat6"), &mut missing));
+    let mut stat4 = read("sockstat", &mut missing)
+        .and_then(|t| parse_or_note(procfs::parse_sockstat(&t), &what("sockstat"), &mut missing));
+    let stat6 = read("sockstat6", &mut missing)
+        .and_then(|t| parse_or_note(procfs::parse_sockstat(&t), &what("sockstat6"), &mut missing));
     if let (Some(s4), Some(s6)) = (stat4.as_mut(), stat6) {
         s4.extend(s6);
     }
@@ -274,8 +330,13 @@ fn read_inside(mut ns: Netns, label: &str, opts: &CollectOptions, bound_inactive
         };
     }
     for file in ["snmp", "netstat"] {
-        let Some(t) = read(file, &mut missing) else { continue };
-        let Some(table) = parse_or_note(procfs::parse_counter_table(&t), &what(file), &mut missing) else { continue };
+        let Some(t) = read(file, &mut missing) else {
+            continue;
+        };
+        let Some(table) = parse_or_note(procfs::parse_counter_table(&t), &what(file), &mut missing)
+        else {
+            continue;
+        };
         for (section, values) in table {
             if matches!(section.as_str(), "Tcp" | "TcpExt" | "IpExt" | "Udp") {
                 ns.counters.insert(section, values);
@@ -284,19 +345,34 @@ fn read_inside(mut ns: Netns, label: &str, opts: &CollectOptions, bound_inactive
     }
     let (sysctl, lost) = read_sysctls(procfs::NETNS_SYSCTLS);
     missing.extend(lost.into_iter().map(|m| Missing::new(what(&m.what), m.why)));
-    ns.conntrack_count = sysctl.get("net.netfilter.nf_conntrack_count").and_then(|v| v.parse().ok());
+    ns.conntrack_count = sysctl
+        .get("net.netfilter.nf_conntrack_count")
+        .and_then(|v| v.parse().ok());
     ns.sysctl = sysctl;
-    dump_sockets(&mut ns, opts, bound_inactive, &mut missing, &what("TCP sockets"));
+    dump_sockets(
+        &mut ns,
+        opts,
+        bound_inactive,
+        &mut missing,
+        &what("TCP sockets"),
+    );
     (ns, missing)
 }
 
 fn parse_or_note<T>(r: Result<T, ProcError>, what: &str, missing: &mut Vec<Missing>) -> Option<T> {
-    r.map_err(|e| missing.push(Missing::new(what, e.to_string()))).ok()
+    r.map_err(|e| missing.push(Missing::new(what, e.to_string())))
+        .ok()
 }
 
 /// Dumps the namespace's TCP sockets (both families in one walk of the kernel's
 /// table) and folds them into the Netns.
-fn dump_sockets(ns: &mut Netns, opts: &CollectOptions, bound_inactive: bool, missing: &mut Vec<Missing>, what: &str) {
+fn dump_sockets(
+    ns: &mut Netns,
+    opts: &CollectOptions,
+    bound_inactive: bool,
+    missing: &mut Vec<Missing>,
+    what: &str,
+) {
     let started = Instant::now();
     let mut states = opts.states.unwrap_or(ALL_STATES);
     if opts.mode == DumpMode::WithoutEstablished {
@@ -312,7 +388,9 @@ fn dump_sockets(ns: &mut Netns, opts: &CollectOptions, bound_inactive: bool, mis
         .sysctl
         .get("net.ipv4.ip_local_port_range")
         .and_then(|v| procfs::parse_numbers(v).ok())
-        .and_then(|v| (v.len() == 2 && v[0] <= v[1] && v[1] <= 65535).then(|| (v[0] as u16, v[1] as u16)));
+        .and_then(|v| {
+            (v.len() == 2 && v[0] <= v[1] && v[1] <= 65535).then(|| (v[0] as u16, v[1] as u16))
+        });
     let reserved = ns
         .sysctl
         .get("net.ipv4.ip_local_reserved_ports")
@@ -325,7 +403,10 @@ fn dump_sockets(ns: &mut Netns, opts: &CollectOptions, bound_inactive: bool, mis
         states_requested: states,
         ..AggregateOptions::default()
     };
-    let parts = opts.parts.unwrap_or_else(|| auto_parts(ns, opts.mode)).max(1);
+    let parts = opts
+        .parts
+        .unwrap_or_else(|| auto_parts(ns, opts.mode))
+        .max(1);
     let result = parallel_dump(states, parts, &agg_opts);
     let (agg, sockets) = match result {
         Ok(r) => r,
@@ -349,7 +430,10 @@ fn dump_sockets(ns: &mut Netns, opts: &CollectOptions, bound_inactive: bool, mis
     let mut requested: Vec<TcpState> = TcpState::ALL
         .iter()
         .copied()
-        .filter(|s| s.kernel_number().is_some_and(|k| k != 7 && states & (1 << k) != 0))
+        .filter(|s| {
+            s.kernel_number()
+                .is_some_and(|k| k != 7 && states & (1 << k) != 0)
+        })
         .collect();
     requested.sort();
     ns.dump = Some(DumpInfo {
@@ -365,7 +449,12 @@ fn dump_sockets(ns: &mut Netns, opts: &CollectOptions, bound_inactive: bool, mis
 
 /// ESTABLISHED = CurrEstab − CLOSE-WAIT: the kernel's CurrEstab counts both
 /// (tcp_set_state only decrements it when leaving ESTABLISHED or CLOSE-WAIT).
-fn derive_established(ns: &mut Netns, states: &mut sockmedic_model::StateCounts, missing: &mut Vec<Missing>, what: &str) {
+fn derive_established(
+    ns: &mut Netns,
+    states: &mut sockmedic_model::StateCounts,
+    missing: &mut Vec<Missing>,
+    what: &str,
+) {
     match ns.counter("Tcp", "CurrEstab") {
         Some(cur) => {
             let close_wait = states.count(TcpState::CloseWait) as i64;
@@ -390,13 +479,20 @@ fn auto_parts(ns: &Netns, mode: DumpMode) -> usize {
     if sockets < PARALLEL_DUMP_MIN_SOCKETS {
         1
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(8)
     }
 }
 
 /// Splits the local-port space into `parts` ranges and dumps each on its own
 /// thread with its own netlink socket (opened here, so in this namespace).
-fn parallel_dump(states: u32, parts: usize, agg: &AggregateOptions) -> Result<(SocketAggregate, u64), String> {
+fn parallel_dump(
+    states: u32,
+    parts: usize,
+    agg: &AggregateOptions,
+) -> Result<(SocketAggregate, u64), String> {
     let ranges = port_ranges(parts);
     let mut conns = Vec::with_capacity(parts);
     for _ in 0..parts {
@@ -409,8 +505,14 @@ fn parallel_dump(states: u32, parts: usize, agg: &AggregateOptions) -> Result<(S
             .map(|(mut conn, range)| {
                 scope.spawn(move || {
                     let mut a = SocketAggregate::new(agg.clone());
-                    let req = DumpRequest { family: Family::Both, states, sport: range };
-                    conn.dump(&req, |s| a.add(s)).map(|st| (a, st.messages)).map_err(|e| e.to_string())
+                    let req = DumpRequest {
+                        family: Family::Both,
+                        states,
+                        sport: range,
+                    };
+                    conn.dump(&req, |s| a.add(s))
+                        .map(|st| (a, st.messages))
+                        .map_err(|e| e.to_string())
                 })
             })
             .collect();
@@ -426,7 +528,10 @@ fn parallel_dump(states: u32, parts: usize, agg: &AggregateOptions) -> Result<(S
             None => total = Some(a),
         }
     }
-    Ok((total.unwrap_or_else(|| SocketAggregate::new(agg.clone())), messages))
+    Ok((
+        total.unwrap_or_else(|| SocketAggregate::new(agg.clone())),
+        messages,
+    ))
 }
 
 /// `parts` contiguous local-port ranges covering 0..=65535 (`None` for one part).
@@ -438,7 +543,11 @@ fn port_ranges(parts: usize) -> Vec<Option<(u16, u16)>> {
     (0..parts as u32)
         .map(|i| {
             let lo = i * step;
-            let hi = if i + 1 == parts as u32 { 65535 } else { (i + 1) * step - 1 };
+            let hi = if i + 1 == parts as u32 {
+                65535
+            } else {
+                (i + 1) * step - 1
+            };
             Some((lo as u16, hi as u16))
         })
         .collect()
@@ -447,7 +556,11 @@ fn port_ranges(parts: usize) -> Vec<Option<(u16, u16)>> {
 /// "closed" as it really is: `alloc − Σ inuse` over the namespaces collected.
 fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
     let alloc = snap.host.sockstat.tcp_alloc?;
-    let counted: Vec<&Netns> = snap.netns.iter().filter(|n| n.sockstat.tcp_inuse.is_some()).collect();
+    let counted: Vec<&Netns> = snap
+        .netns
+        .iter()
+        .filter(|n| n.sockstat.tcp_inuse.is_some())
+        .collect();
     let inuse: u64 = counted
         .iter()
         .map(|n| n.sockstat.tcp_inuse.unwrap_or(0) + n.sockstat.tcp6_inuse.unwrap_or(0))
@@ -455,7 +568,8 @@ fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
     let here = netns::current_netns_id().ok();
     let ss_closed = snap.netns.iter().find(|n| Some(n.id) == here).map(|n| {
         let s = &n.sockstat;
-        alloc as i64 - (s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0)) as i64 + s.tcp_tw.unwrap_or(0) as i64
+        alloc as i64 - (s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0)) as i64
+            + s.tcp_tw.unwrap_or(0) as i64
     });
     Some(Closed {
         alloc,

@@ -16,10 +16,18 @@ impl Endpoint {
     pub fn v4(addr: [u8; 4], port: u16) -> Endpoint {
         let mut a = [0u8; 16];
         a[..4].copy_from_slice(&addr);
-        Endpoint { v6: false, addr: a, port }
+        Endpoint {
+            v6: false,
+            addr: a,
+            port,
+        }
     }
     pub fn v6(addr: [u8; 16], port: u16) -> Endpoint {
-        Endpoint { v6: true, addr, port }
+        Endpoint {
+            v6: true,
+            addr,
+            port,
+        }
     }
     /// The unspecified address (`0.0.0.0` or `::`): a listener on every address.
     pub fn is_wildcard(&self) -> bool {
@@ -56,7 +64,11 @@ impl std::str::FromStr for Endpoint {
     fn from_str(s: &str) -> Result<Endpoint, String> {
         let bad = || format!("not an ip:port endpoint: {s:?}");
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = if port == "*" { 0 } else { port.parse().map_err(|_| bad())? };
+        let port: u16 = if port == "*" {
+            0
+        } else {
+            port.parse().map_err(|_| bad())?
+        };
         if host == "*" {
             return Ok(Endpoint::v4([0; 4], port));
         }
@@ -91,7 +103,10 @@ mod tests {
 
     #[test]
     fn formats_like_ss() {
-        assert_eq!(Endpoint::v4([10, 0, 0, 38], 51892).to_string(), "10.0.0.38:51892");
+        assert_eq!(
+            Endpoint::v4([10, 0, 0, 38], 51892).to_string(),
+            "10.0.0.38:51892"
+        );
         let mut v6 = [0u8; 16];
         v6[15] = 1;
         assert_eq!(Endpoint::v6(v6, 80).to_string(), "[::1]:80");
@@ -100,12 +115,23 @@ mod tests {
 
     #[test]
     fn parses_what_it_prints() {
-        for s in ["10.0.0.38:51892", "[::1]:80", "[::ffff:127.0.0.1]:8080", "0.0.0.0:0"] {
+        for s in [
+            "10.0.0.38:51892",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:8080",
+            "0.0.0.0:0",
+        ] {
             let e: Endpoint = s.parse().unwrap();
             assert_eq!(e.to_string(), s);
         }
-        assert_eq!("*:22".parse::<Endpoint>().unwrap().to_string(), "0.0.0.0:22");
-        assert_eq!("[fe80::1%eth0]:22".parse::<Endpoint>().unwrap().to_string(), "[fe80::1]:22");
+        assert_eq!(
+            "*:22".parse::<Endpoint>().unwrap().to_string(),
+            "0.0.0.0:22"
+        );
+        assert_eq!(
+            "[fe80::1%eth0]:22".parse::<Endpoint>().unwrap().to_string(),
+            "[fe80::1]:22"
+        );
         assert!("nonsense".parse::<Endpoint>().is_err());
     }
 }

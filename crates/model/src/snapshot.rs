@@ -29,7 +29,11 @@ pub struct Report {
 
 impl Report {
     pub fn new(snapshot: Snapshot, findings: Vec<Finding>) -> Report {
-        Report { schema: REPORT_SCHEMA.to_string(), snapshot, findings }
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            snapshot,
+            findings,
+        }
     }
 }
 
@@ -273,7 +277,10 @@ pub struct Missing {
 
 impl Missing {
     pub fn new(what: impl Into<String>, why: impl Into<String>) -> Missing {
-        Missing { what: what.into(), why: why.into() }
+        Missing {
+            what: what.into(),
+            why: why.into(),
+        }
     }
 }
 
@@ -300,7 +307,15 @@ mod tests {
     fn report_has_schema_first_and_null_fields() {
         let r = Report::new(Snapshot::default(), vec![]);
         let text = serde_json::to_string(&r).unwrap();
-        let order = ["\"schema\"", "\"source\"", "\"host\"", "\"netns\"", "\"processes\"", "\"missing\"", "\"findings\""];
+        let order = [
+            "\"schema\"",
+            "\"source\"",
+            "\"host\"",
+            "\"netns\"",
+            "\"processes\"",
+            "\"missing\"",
+            "\"findings\"",
+        ];
         let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
         let j: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -170,7 +170,8 @@ impl Serialize for TcpState {
 impl<'de> Deserialize<'de> for TcpState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        TcpState::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown TCP state {s:?}")))
+        TcpState::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown TCP state {s:?}")))
     }
 }
 
@@ -198,7 +199,9 @@ impl StateCounts {
     }
     /// Present states with their counts, in report order.
     pub fn iter(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
-        TcpState::ALL.iter().filter_map(move |s| self.get(*s).map(|n| (*s, n)))
+        TcpState::ALL
+            .iter()
+            .filter_map(move |s| self.get(*s).map(|n| (*s, n)))
     }
     /// Sum over the states that are real kernel table entries (everything except
     /// the pseudo-states BOUND-INACTIVE, UNHASHED and CLOSE).
@@ -235,8 +238,9 @@ impl<'de> Deserialize<'de> for StateCounts {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StateCounts, A::Error> {
                 let mut out = StateCounts::default();
                 while let Some((k, v)) = m.next_entry::<String, u64>()? {
-                    let s = TcpState::parse(&k)
-                        .ok_or_else(|| serde::de::Error::custom(format!("unknown TCP state {k:?}")))?;
+                    let s = TcpState::parse(&k).ok_or_else(|| {
+                        serde::de::Error::custom(format!("unknown TCP state {k:?}"))
+                    })?;
                     out.set(s, v);
                 }
                 Ok(out)

@@ -30,12 +30,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
     match cli.command.unwrap_or(Command::Stat(Default::default())) {
         Command::Stat(_) => {
-            let opts = CollectOptions { mode: DumpMode::WithoutEstablished, ..options(&common) };
+            let opts = CollectOptions {
+                mode: DumpMode::WithoutEstablished,
+                ..options(&common)
+            };
             let snap = collect(&opts)?;
             emit(&common, &snap, render::stat::render)
         }
         Command::Sockets(args) => {
-            let mut opts = CollectOptions { mode: DumpMode::Full, port: args.port, ..options(&common) };
+            let mut opts = CollectOptions {
+                mode: DumpMode::Full,
+                port: args.port,
+                ..options(&common)
+            };
             if !args.state.is_empty() {
                 opts.states = Some(state_mask(&args.state)?);
             }
@@ -46,7 +53,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn options(common: &Common) -> CollectOptions {
-    CollectOptions { netns: common.netns.clone(), top: common.top, ..CollectOptions::default() }
+    CollectOptions {
+        netns: common.netns.clone(),
+        top: common.top,
+        ..CollectOptions::default()
+    }
 }
 
 /// `--state` words to the kernel's `idiag_states` mask.
@@ -65,7 +76,11 @@ fn state_mask(words: &[String]) -> Result<u32> {
 }
 
 /// Writes the report as JSON or text. A closed stdout (`| head`) is not an error.
-fn emit(common: &Common, snap: &Snapshot, text: fn(&Snapshot, Style) -> String) -> Result<ExitCode> {
+fn emit(
+    common: &Common,
+    snap: &Snapshot,
+    text: fn(&Snapshot, Style) -> String,
+) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let written = if common.json {
         let report = Report::new(snap.clone(), Vec::new());
@@ -76,7 +91,9 @@ fn emit(common: &Common, snap: &Snapshot, text: fn(&Snapshot, Style) -> String) 
         out.write_all(text(snap, style(common)).as_bytes())
     };
     match written.and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the output"),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing the output")
+        }
         _ => Ok(ExitCode::SUCCESS),
     }
 }
@@ -84,5 +101,7 @@ fn emit(common: &Common, snap: &Snapshot, text: fn(&Snapshot, Style) -> String) 
 /// Colour only on a terminal, and never with --no-color or NO_COLOR set.
 fn style(common: &Common) -> Style {
     let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    Style { color: !common.no_color && !no_color_env && std::io::stdout().is_terminal() }
+    Style {
+        color: !common.no_color && !no_color_env && std::io::stdout().is_terminal(),
+    }
 }

@@ -17,8 +17,20 @@ pub fn render(snap: &Snapshot, style: Style) -> String {
 /// The global figures: one value for every namespace on the host.
 fn host_section(snap: &Snapshot, style: Style) -> String {
     let h = &snap.host;
-    let mut out = format!("\n{}\n", style.paint(Tone::Bold, "Host-wide (one figure for all network namespaces)"));
-    let mut t = Table::new(&[("FIGURE", Align::Left), ("VALUE", Align::Right), ("LIMIT", Align::Right), ("USE", Align::Right), ("", Align::Left)]);
+    let mut out = format!(
+        "\n{}\n",
+        style.paint(
+            Tone::Bold,
+            "Host-wide (one figure for all network namespaces)"
+        )
+    );
+    let mut t = Table::new(&[
+        ("FIGURE", Align::Left),
+        ("VALUE", Align::Right),
+        ("LIMIT", Align::Right),
+        ("USE", Align::Right),
+        ("", Align::Left),
+    ]);
     if let Some(orphan) = h.sockstat.tcp_orphan {
         let limit = h.limits.tcp_max_orphans;
         let (pct, tone) = ratio(orphan, limit);
@@ -29,7 +41,13 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
             }
             _ => "tcp_max_orphans".into(),
         };
-        t.row(vec!["orphaned (closed, still in TCP)".into(), num(orphan).into(), opt(limit), cell(pct, tone), note.into()]);
+        t.row(vec![
+            "orphaned (closed, still in TCP)".into(),
+            num(orphan).into(),
+            opt(limit),
+            cell(pct, tone),
+            note.into(),
+        ]);
     }
     if let Some(mem) = h.sockstat.tcp_mem_pages {
         let tcp_mem = h.limits.tcp_mem;
@@ -40,20 +58,50 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
                 bytes(mem * h.page_size),
                 num(m.pressure),
                 num(m.max),
-                if mem > m.pressure { " - UNDER PRESSURE" } else { "" }
+                if mem > m.pressure {
+                    " - UNDER PRESSURE"
+                } else {
+                    ""
+                }
             ),
             None => format!("pages ({})", bytes(mem * h.page_size)),
         };
-        let tone = if tcp_mem.is_some_and(|m| mem > m.pressure) { Tone::Bad } else { tone };
-        t.row(vec!["TCP memory".into(), num(mem).into(), opt(tcp_mem.map(|m| m.max)), cell(pct, tone), note.into()]);
+        let tone = if tcp_mem.is_some_and(|m| mem > m.pressure) {
+            Tone::Bad
+        } else {
+            tone
+        };
+        t.row(vec![
+            "TCP memory".into(),
+            num(mem).into(),
+            opt(tcp_mem.map(|m| m.max)),
+            cell(pct, tone),
+            note.into(),
+        ]);
     }
     if let Some(alloc) = h.sockstat.tcp_alloc {
-        t.row(vec!["TCP sockets allocated".into(), num(alloc).into(), "".into(), "".into(), "full sockets, IPv4 and IPv6 (sockstat alloc)".into()]);
+        t.row(vec![
+            "TCP sockets allocated".into(),
+            num(alloc).into(),
+            "".into(),
+            "".into(),
+            "full sockets, IPv4 and IPv6 (sockstat alloc)".into(),
+        ]);
     }
     if let Some(c) = &h.closed {
         let scope = if c.complete { "all" } else { "the" };
-        t.row(vec!["  in tables (inuse)".into(), num(c.inuse).into(), "".into(), "".into(), format!("summed over {scope} {} namespaces seen", c.netns_counted).into()]);
-        let tone = if c.unhashed > 0 { Tone::Warn } else { Tone::Plain };
+        t.row(vec![
+            "  in tables (inuse)".into(),
+            num(c.inuse).into(),
+            "".into(),
+            "".into(),
+            format!("summed over {scope} {} namespaces seen", c.netns_counted).into(),
+        ]);
+        let tone = if c.unhashed > 0 {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
         t.row(vec![
             "  in no table (\"closed\")".into(),
             cell(num(c.unhashed), tone),
@@ -64,11 +112,23 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
     }
     if let Some(f) = &h.file_nr {
         let (pct, tone) = percent(f.allocated, f.max);
-        t.row(vec!["file handles".into(), num(f.allocated).into(), num(f.max).into(), cell(pct, tone), "fs.file-nr vs fs.file-max".into()]);
+        t.row(vec![
+            "file handles".into(),
+            num(f.allocated).into(),
+            num(f.max).into(),
+            cell(pct, tone),
+            "fs.file-nr vs fs.file-max".into(),
+        ]);
     }
     if let Some(udp) = h.sockstat.udp_mem_pages {
         let (pct, tone) = ratio(udp, h.limits.udp_mem.map(|m| m.max));
-        t.row(vec!["UDP memory".into(), num(udp).into(), opt(h.limits.udp_mem.map(|m| m.max)), cell(pct, tone), "pages, vs udp_mem max".into()]);
+        t.row(vec![
+            "UDP memory".into(),
+            num(udp).into(),
+            opt(h.limits.udp_mem.map(|m| m.max)),
+            cell(pct, tone),
+            "pages, vs udp_mem max".into(),
+        ]);
     }
     out.push_str(&t.render(style));
     if let Some(c) = &h.closed {
@@ -120,13 +180,22 @@ const COLUMNS: [(TcpState, &str); 11] = [
 
 /// One row per namespace; a state column only when some namespace has that state.
 fn netns_section(snap: &Snapshot, style: Style) -> String {
-    let mut out = format!("\n{}\n", style.paint(Tone::Bold, "TCP sockets per network namespace"));
+    let mut out = format!(
+        "\n{}\n",
+        style.paint(Tone::Bold, "TCP sockets per network namespace")
+    );
     let shown: Vec<(TcpState, &str)> = COLUMNS
         .iter()
         .copied()
-        .filter(|(s, _)| *s == TcpState::Established || snap.netns.iter().any(|n| n.states.count(*s) > 0))
+        .filter(|(s, _)| {
+            *s == TcpState::Established || snap.netns.iter().any(|n| n.states.count(*s) > 0)
+        })
         .collect();
-    let mut cols: Vec<(&str, Align)> = vec![("NAMESPACE", Align::Left), ("PROCS", Align::Right), ("INUSE", Align::Right)];
+    let mut cols: Vec<(&str, Align)> = vec![
+        ("NAMESPACE", Align::Left),
+        ("PROCS", Align::Right),
+        ("INUSE", Align::Right),
+    ];
     cols.extend(shown.iter().map(|(_, h)| (*h, Align::Right)));
     let mut t = Table::new(&cols);
     let mut derived = false;
@@ -192,13 +261,25 @@ fn limits_section(snap: &Snapshot, style: Style) -> String {
                 let used = e.ports_in_use as u64 + e.bound_inactive_ports.unwrap_or(0) as u64;
                 let (p, tone) = percent(used, e.size as u64);
                 let mark = if e.includes_established { "" } else { "+" };
-                (format!("{}{mark}", num(used)), format!("{}-{}", e.range[0], e.range[1]), cell(p, tone))
+                (
+                    format!("{}{mark}", num(used)),
+                    format!("{}-{}", e.range[0], e.range[1]),
+                    cell(p, tone),
+                )
             }
             None => ("?".into(), "?".into(), cell("-", Tone::Dim)),
         };
         // The kernel's rule (sk_acceptq_is_full): full when the queue exceeds the backlog.
-        let full = ns.listeners.iter().filter(|l| l.accept_queue > l.backlog).count();
-        let full_cell = if full > 0 { cell(format!("{full} of {}", ns.listeners.len()), Tone::Bad) } else { format!("0 of {}", ns.listeners.len()).into() };
+        let full = ns
+            .listeners
+            .iter()
+            .filter(|l| l.accept_queue > l.backlog)
+            .count();
+        let full_cell = if full > 0 {
+            cell(format!("{full} of {}", ns.listeners.len()), Tone::Bad)
+        } else {
+            format!("0 of {}", ns.listeners.len()).into()
+        };
         let conntrack = match (ns.conntrack_count, snap.host.limits.nf_conntrack_max) {
             (Some(c), Some(m)) => {
                 let (p, tone) = percent(c, m);

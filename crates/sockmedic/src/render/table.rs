@@ -49,12 +49,18 @@ pub struct Cell {
 
 impl<T: Into<String>> From<T> for Cell {
     fn from(t: T) -> Cell {
-        Cell { text: t.into(), tone: Tone::Plain }
+        Cell {
+            text: t.into(),
+            tone: Tone::Plain,
+        }
     }
 }
 
 pub fn cell(text: impl Into<String>, tone: Tone) -> Cell {
-    Cell { text: text.into(), tone }
+    Cell {
+        text: text.into(),
+        tone,
+    }
 }
 
 pub struct Table {
@@ -88,7 +94,11 @@ impl Table {
             }
         }
         let mut out = String::new();
-        let header: Vec<Cell> = self.header.iter().map(|h| cell(h.clone(), Tone::Dim)).collect();
+        let header: Vec<Cell> = self
+            .header
+            .iter()
+            .map(|h| cell(h.clone(), Tone::Dim))
+            .collect();
         for r in std::iter::once(&header).chain(self.rows.iter()) {
             let mut line = " ".repeat(self.indent);
             for (i, c) in r.iter().enumerate().take(n) {
@@ -170,7 +180,10 @@ mod tests {
         t.row(vec!["LISTEN".into(), cell("3", Tone::Bad)]);
         t.row(vec!["ESTABLISHED".into(), "12345".into()]);
         let plain = t.render(Style { color: false });
-        assert_eq!(plain, "  STATE        COUNT\n  LISTEN           3\n  ESTABLISHED  12345\n");
+        assert_eq!(
+            plain,
+            "  STATE        COUNT\n  LISTEN           3\n  ESTABLISHED  12345\n"
+        );
         let coloured = t.render(Style { color: true });
         assert!(coloured.contains("\x1b[1;31m3\x1b[0m"));
     }
