@@ -299,6 +299,10 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo
 	echo "Machine: $(nproc) cores, $CPU, $MEM, Linux $(uname -r); $(ss -V 2>&1 | head -1); $(hyperfine --version); load average before/after timing: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg). Commit $REV, $(date -u +%Y-%m-%dT%H:%MZ). $RUNS runs each after 1 warm-up."
 	echo
+	if awk -v l="${LOAD0%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n)}'; then
+		echo "**The machine was busy** (load average $LOAD0 on $(nproc) cores when timing began): wall times are inflated, pipelines most; CPU times are steadier."
+		echo
+	fi
 	echo "| command | median | min | max | CPU (user+sys) | × floor | \`ss \| awk\` ÷ this | peak RSS |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	for b in "${BENCHES[@]}"; do
