@@ -10,12 +10,14 @@ use common::*;
 fn stat_counts_match_ss_and_established_is_derived() {
     let mut ns = TestNetns::new("stat-derived");
     let sm = ns.start_state_maker();
-    let (ss, (run, estab_before, estab_after)) = stable(
+    let sockstat = || (ns.proc_net("sockstat"), ns.proc_net("sockstat6"));
+    let (ss, (run, estab_before, estab_after, sockstat_before, sockstat_after)) = stable(
         || ns.ss_tan(),
         || {
             let before = ns.curr_estab();
+            let sockstat_before = sockstat();
             let run = sockmedic(&["stat", "--json", "--netns", &ns.name]);
-            (run, before, ns.curr_estab())
+            (run, before, ns.curr_estab(), sockstat_before, sockstat())
         },
     );
     let report = run.report();
@@ -62,6 +64,40 @@ fn stat_counts_match_ss_and_established_is_derived() {
     assert!(
         cw > 0,
         "the identity is tested with CLOSE-WAIT sockets present"
+    );
+
+    // The namespace's own sockstat figures.
+    assert_eq!(
+        sockstat_before, sockstat_after,
+        "sockstat moved while sockmedic ran"
+    );
+    let (v4, v6) = sockstat_after;
+    let field = |text: &str, line: &str, name: &str| -> u64 {
+        let l = text.lines().find(|l| l.starts_with(line)).unwrap();
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let i = f.iter().position(|x| *x == name).unwrap();
+        f[i + 1].parse().unwrap()
+    };
+    let st = &n["sockstat"];
+    assert_eq!(
+        st["tcp_inuse"].as_u64(),
+        Some(field(&v4, "TCP:", "inuse")),
+        "sockstat.tcp_inuse\n{v4}\n{st}"
+    );
+    assert_eq!(
+        st["tcp6_inuse"].as_u64(),
+        Some(field(&v6, "TCP6:", "inuse")),
+        "sockstat.tcp6_inuse\n{v6}\n{st}"
+    );
+    assert_eq!(
+        st["tcp_tw"].as_u64(),
+        Some(field(&v4, "TCP:", "tw")),
+        "sockstat.tcp_tw\n{v4}\n{st}"
+    );
+    assert_eq!(
+        st["tcp_tw"].as_u64(),
+        Some(ss.count("TIME-WAIT")),
+        "no orphaned FIN-WAIT-2 here: tw is TIME-WAIT"
     );
 
     // ESTABLISHED was not asked of the kernel.
