@@ -450,6 +450,7 @@ fn parse_replies(
             return Err(bad(off, "netlink message length out of bounds"));
         }
         let payload = &rest[NLMSG_HDRLEN..len];
+        let at = off;
         // Aligned to 4; the last message may lack its padding.
         off += len.next_multiple_of(4).min(rest.len());
         if u32_at(rest, 8) != seq {
@@ -471,12 +472,12 @@ fn parse_replies(
                         request: kind.name(),
                         errno,
                     }),
-                    Err(()) => Err(bad(off, "NLMSG_DONE carries an invalid error code")),
+                    Err(()) => Err(bad(at, "NLMSG_DONE carries an invalid error code")),
                 };
             }
             NLMSG_ERROR => {
                 if payload.len() < 4 {
-                    return Err(bad(off, "truncated NLMSG_ERROR"));
+                    return Err(bad(at, "truncated NLMSG_ERROR"));
                 }
                 return match errno_from_nl(u32_at(payload, 0) as i32) {
                     // An ACK: nothing more will come.
@@ -485,13 +486,13 @@ fn parse_replies(
                         request: kind.name(),
                         errno,
                     }),
-                    Err(()) => Err(bad(off, "NLMSG_ERROR carries an invalid error code")),
+                    Err(()) => Err(bad(at, "NLMSG_ERROR carries an invalid error code")),
                 };
             }
-            NLMSG_OVERRUN => return Err(bad(off, "NLMSG_OVERRUN: the kernel dropped data")),
+            NLMSG_OVERRUN => return Err(bad(at, "NLMSG_OVERRUN: the kernel dropped data")),
             t if t == kind.msg_type() => {
                 let Some(msg) = payload.first_chunk::<DIAG_MSG_LEN>() else {
-                    return Err(bad(off, "inet_diag_msg shorter than 72 bytes"));
+                    return Err(bad(at, "inet_diag_msg shorter than 72 bytes"));
                 };
                 let Some(sock) = decode_diag_msg(msg) else {
                     return Err(bad(
@@ -502,7 +503,7 @@ fn parse_replies(
                 on_socket(&sock);
                 count += 1;
             }
-            _ => return Err(bad(off, "unexpected netlink message type")),
+            _ => return Err(bad(at, "unexpected netlink message type")),
         }
     }
     Ok((Walk::More, count))
@@ -1049,6 +1050,17 @@ mod tests {
             parse(&nlmsg(NLMSG_ERROR, 5, &[0; 20])).unwrap(),
             (Walk::Done, 0)
         );
+        // The offset names the message that is wrong, not the one after it.
+        let mut two = nlmsg(NLMSG_NOOP, 5, &[]);
+        two.extend(nlmsg(0x99, 5, &[]));
+        match parse(&two) {
+            Err(DiagError::Malformed {
+                offset: 16,
+                len: 32,
+                ..
+            }) => {}
+            r => panic!("{r:?}"),
+        }
         // NOOP is skipped.
         assert_eq!(parse(&nlmsg(NLMSG_NOOP, 5, &[])).unwrap(), (Walk::More, 0));
     }
