@@ -135,7 +135,8 @@ const DIAG_MSG_LEN: usize = 72;
 /// The kernel batches dump replies into skbs of at most 32 KiB; twice that keeps
 /// every datagram whole.
 const RECV_BUF_LEN: usize = 64 * 1024;
-/// Lets the kernel queue many batches ahead of the reader.
+/// netlink_recvmsg refills the dump only while queued data stays under half of
+/// SO_RCVBUF; a large buffer keeps that check from ever holding a batch back.
 const RCVBUF_BYTES: usize = 4 << 20;
 
 /// One request on the wire: which message type and which family field.
@@ -805,6 +806,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 2);
+        // The fallback for kernels without the compat request: two v2 walks.
+        diag.compat_ok = Some(false);
+        let mut fams = Vec::new();
+        let stats = diag.dump(&req, |s| fams.push(s.local.v6)).unwrap();
+        assert_eq!(stats.walks, 2);
+        assert_eq!(fams, [false, true]);
+        assert_eq!(diag.both_in_one_walk(), Some(false));
         drop((c4, c6));
     }
 
