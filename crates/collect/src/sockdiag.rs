@@ -41,7 +41,7 @@ pub struct DumpRequest {
 }
 
 /// One socket from a dump, decoded from `struct inet_diag_msg`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiagSocket {
     /// Kernel TCP state number (1..=11; bound-inactive sockets report 7, CLOSE).
     pub state: u8,

@@ -123,8 +123,15 @@ pub struct Closed {
     pub alloc: u64,
     /// `inuse` (TCP + TCP6) summed over every namespace counted.
     pub inuse: u64,
-    /// `alloc − inuse`, floored at 0 (the two are read a moment apart).
+    /// `alloc − inuse − orphans_unseen`, floored at 0 (the figures are read a
+    /// moment apart).
     pub unhashed: u64,
+    /// Orphans in no namespace sockmedic dumped: sockstat `orphan` minus the
+    /// post-close sockets (FIN-WAIT-1/2, LAST-ACK, CLOSING) of every namespace dumped
+    /// (a lower bound). They are hashed in a namespace that was filtered out, could
+    /// not be entered, or has no handle left (a deleted pod's, kept alive by its
+    /// sockets), so they are not "in no table". `None` when a dump is missing.
+    pub orphans_unseen: Option<u64>,
     /// How many namespaces were summed.
     pub netns_counted: usize,
     /// True when every namespace on the host was summed; otherwise `unhashed`

@@ -97,6 +97,15 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
             "".into(),
             format!("summed over {scope} {} namespaces seen", c.netns_counted).into(),
         ]);
+        if let Some(hidden) = c.orphans_unseen.filter(|n| *n > 0) {
+            t.row(vec![
+                "  orphans in namespaces not dumped".into(),
+                cell(num(hidden), Tone::Warn),
+                "".into(),
+                "".into(),
+                "filtered out, not enterable, or a deleted pod's namespace kept alive by its sockets".into(),
+            ]);
+        }
         let tone = if c.unhashed > 0 {
             Tone::Warn
         } else {
@@ -107,7 +116,7 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
             cell(num(c.unhashed), tone),
             "".into(),
             "".into(),
-            "alloc - inuse: never connected, only bound, or reset and still held".into(),
+            "alloc - inuse - those: never connected, only bound, or reset and still held".into(),
         ]);
     }
     if let Some(f) = &h.file_nr {
