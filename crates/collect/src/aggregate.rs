@@ -269,6 +269,7 @@ pub struct SocketAggregate {
     ephemeral_ports: PortSet,
     bound_ports: PortSet,
     ephemeral_by_remote: TopCounter<Endpoint>,
+    orphans: u64,
     pub messages: u64,
 }
 
@@ -286,6 +287,7 @@ impl SocketAggregate {
             ephemeral_ports: PortSet::default(),
             bound_ports: PortSet::default(),
             ephemeral_by_remote: TopCounter::new(cap),
+            orphans: 0,
             messages: 0,
         }
     }
@@ -300,6 +302,9 @@ impl SocketAggregate {
         }
         let state = self.slot_of(s.state);
         self.states[state] += 1;
+        if is_orphan(s) {
+            self.orphans += 1;
+        }
         let cap = self.opts.top_capacity;
         self.local[state]
             .get_or_insert_with(|| TopCounter::new(cap))
@@ -354,6 +359,7 @@ impl SocketAggregate {
     /// Folds the aggregate of another part of the same dump in.
     pub fn merge(&mut self, other: SocketAggregate) {
         self.messages += other.messages;
+        self.orphans += other.orphans;
         for i in 0..STATE_SLOTS {
             self.states[i] += other.states[i];
         }
@@ -430,10 +436,21 @@ impl SocketAggregate {
             top_remote,
             ephemeral,
             exact,
+            orphans: self.orphans,
             messages: self.messages,
         }
     }
 }
+
+/// An orphan: a full socket after close(), in a post-close state. close() ran
+/// sock_orphan(), so its inode reads 0; timewait minisockets (FIN-WAIT-2 substate)
+/// also read 0 but carry timer 3 and are not counted as orphans by the kernel.
+fn is_orphan(s: &DiagSocket) -> bool {
+    matches!(s.state, 4 | 5 | 9 | 11) && s.inode == 0 && s.timer != 3
+}
+
+/// The post-close states an orphan can be in, as a dump mask.
+pub const ORPHAN_STATES: u32 = 1 << 4 | 1 << 5 | 1 << 9 | 1 << 11;
 
 fn merge_opt(mine: &mut Option<TopCounter<Endpoint>>, theirs: Option<TopCounter<Endpoint>>) {
     match (mine.as_mut(), theirs) {
@@ -498,6 +515,8 @@ pub struct Aggregated {
     pub top_remote: Vec<EndpointCount>,
     pub ephemeral: Option<EphemeralUse>,
     pub exact: bool,
+    /// Orphans seen (see `is_orphan`).
+    pub orphans: u64,
     pub messages: u64,
 }
 

@@ -1,7 +1,7 @@
 //! Builds a live [`Snapshot`]: host-wide figures from the initial namespace, then
 //! each selected network namespace on a thread that has entered it.
 
-use crate::aggregate::{AggregateOptions, SocketAggregate};
+use crate::aggregate::{AggregateOptions, SocketAggregate, ORPHAN_STATES};
 use crate::netns::{self, NetnsHandle};
 use crate::procfs::{self, ProcError};
 use crate::sockdiag::{self, DumpRequest, Family, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT};
@@ -422,6 +422,8 @@ fn dump_sockets(
             e.includes_established = false;
         }
     }
+    ns.orphans =
+        (states & ORPHAN_STATES == ORPHAN_STATES && opts.port.is_none()).then_some(out.orphans);
     ns.states = out.states;
     ns.listeners = out.listeners;
     ns.top_local = out.top_local;
@@ -574,6 +576,11 @@ fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
         alloc as i64 - (s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0)) as i64
             + s.tcp_tw.unwrap_or(0) as i64
     });
+    let bound_inactive: Option<u64> = snap
+        .netns
+        .iter()
+        .map(|n| n.states.get(TcpState::BoundInactive))
+        .sum();
     Some(Closed {
         alloc,
         inuse,
@@ -581,29 +588,18 @@ fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
             .saturating_sub(inuse)
             .saturating_sub(orphans_unseen.unwrap_or(0)),
         orphans_unseen,
+        bound_inactive,
         netns_counted: counted.len(),
         complete,
         ss_closed,
     })
 }
 
-/// sockstat `orphan` minus every post-close socket dumped: a lower bound on the
-/// orphans held in namespaces without a handle. FIN-WAIT-2 minisockets are not
-/// orphans, so subtracting them too can only make the bound smaller, never wrong.
+/// sockstat `orphan` (host-wide) minus the orphans dumped in every namespace.
 fn orphans_unseen(snap: &Snapshot) -> Option<u64> {
     let orphan = snap.host.sockstat.tcp_orphan?;
-    let mut seen = 0;
-    for ns in &snap.netns {
-        for s in [
-            TcpState::FinWait1,
-            TcpState::FinWait2,
-            TcpState::LastAck,
-            TcpState::Closing,
-        ] {
-            seen += ns.states.get(s)?;
-        }
-    }
-    Some(orphan.saturating_sub(seen))
+    let seen: Option<u64> = snap.netns.iter().map(|n| n.orphans).sum();
+    Some(orphan.saturating_sub(seen?))
 }
 
 #[cfg(test)]

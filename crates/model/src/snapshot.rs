@@ -127,11 +127,15 @@ pub struct Closed {
     /// moment apart).
     pub unhashed: u64,
     /// Orphans in no namespace sockmedic dumped: sockstat `orphan` minus the
-    /// post-close sockets (FIN-WAIT-1/2, LAST-ACK, CLOSING) of every namespace dumped
-    /// (a lower bound). They are hashed in a namespace that was filtered out, could
-    /// not be entered, or has no handle left (a deleted pod's, kept alive by its
-    /// sockets), so they are not "in no table". `None` when a dump is missing.
+    /// orphans dumped in every namespace. They are hashed in a namespace that was
+    /// filtered out, could not be entered, or has no handle left (a deleted pod's,
+    /// kept alive by its sockets), so they are not "in no table". `None` when a
+    /// namespace's orphans are unknown.
     pub orphans_unseen: Option<u64>,
+    /// Of `unhashed`, the sockets bound to a port (BOUND-INACTIVE, dumped); the
+    /// rest are not even bound (never used, or reset and still held). `None` when
+    /// the kernel cannot dump bound-inactive sockets (before 6.8).
+    pub bound_inactive: Option<u64>,
     /// How many namespaces were summed.
     pub netns_counted: usize,
     /// True when every namespace on the host was summed; otherwise `unhashed`
@@ -158,6 +162,10 @@ pub struct Netns {
     pub sysctl: BTreeMap<String, String>,
     /// TCP sockets per state.
     pub states: StateCounts,
+    /// Orphaned sockets dumped here: closed by the application, still in
+    /// FIN-WAIT-1, FIN-WAIT-2, LAST-ACK or CLOSING as full sockets (sockstat's
+    /// `orphan` is host-wide; this is the namespace's share).
+    pub orphans: Option<u64>,
     /// ESTABLISHED was derived as snmp `CurrEstab` − CLOSE-WAIT instead of dumped.
     pub established_derived: bool,
     pub listeners: Vec<Listener>,

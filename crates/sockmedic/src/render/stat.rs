@@ -116,8 +116,25 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
             cell(num(c.unhashed), tone),
             "".into(),
             "".into(),
-            "alloc - inuse - those: never connected, only bound, or reset and still held".into(),
+            "alloc - inuse - those: sockets in state CLOSE that an application holds".into(),
         ]);
+        if let Some(bound) = c.bound_inactive {
+            t.row(vec![
+                "    bound to a port".into(),
+                num(bound).into(),
+                "".into(),
+                "".into(),
+                "BOUND-INACTIVE: bind() without listen/connect, or reset after an explicit bind"
+                    .into(),
+            ]);
+            t.row(vec![
+                "    not bound".into(),
+                num(c.unhashed.saturating_sub(bound)).into(),
+                "".into(),
+                "".into(),
+                "never used, or reset/failed after connect and still held".into(),
+            ]);
+        }
     }
     if let Some(f) = &h.file_nr {
         let (pct, tone) = percent(f.allocated, f.max);
@@ -204,6 +221,7 @@ fn netns_section(snap: &Snapshot, style: Style) -> String {
         ("NAMESPACE", Align::Left),
         ("PROCS", Align::Right),
         ("INUSE", Align::Right),
+        ("ORPHANS", Align::Right),
     ];
     cols.extend(shown.iter().map(|(_, h)| (*h, Align::Right)));
     let mut t = Table::new(&cols);
@@ -213,7 +231,16 @@ fn netns_section(snap: &Snapshot, style: Style) -> String {
             (None, None) => cell("?", Tone::Dim),
             (a, b) => num(a.unwrap_or(0) + b.unwrap_or(0)).into(),
         };
-        let mut row: Vec<Cell> = vec![ns_label(ns).into(), num(ns.processes).into(), inuse];
+        let orphans = match ns.orphans {
+            Some(n) => num(n).into(),
+            None => cell("?", Tone::Dim),
+        };
+        let mut row: Vec<Cell> = vec![
+            ns_label(ns).into(),
+            num(ns.processes).into(),
+            inuse,
+            orphans,
+        ];
         for (s, _) in &shown {
             row.push(match ns.states.get(*s) {
                 Some(n) if *s == TcpState::Established && ns.established_derived => {
