@@ -70,3 +70,24 @@ fn host_run_finds_and_names_the_namespace() {
         assert_eq!(ids.len(), len, "{command}: a namespace listed twice");
     }
 }
+
+#[test]
+fn text_output_names_the_namespace() {
+    let mut ns = TestNetns::new("discovery-text");
+    let _sm = ns.start_state_maker();
+    for command in ["sockets", "stat"] {
+        let run = sockmedic(&[command, "--netns", &ns.name, "--no-color"]);
+        run.assert_no_panic();
+        assert!(run.output.status.success(), "{}", run.describe());
+        let out = run.stdout();
+        assert!(
+            out.contains(&ns.name),
+            "{command}: the text names the namespace\n{}",
+            run.describe()
+        );
+        assert!(
+            !out.contains('\u{1b}'),
+            "{command}: no colour when not a terminal"
+        );
+    }
+}
