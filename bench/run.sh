@@ -265,9 +265,19 @@ add ss_awk ns 1 "ss -tan | awk (count per state)" "ss -tan | awk 'NR>1{c[\$1]++}
 add top10 ns 1 "$TOP10" "$TOP10"
 add floor_noestab ns 0 "floor, all states but ESTABLISHED (0xffc)" "$FLOOR 0xffc"
 add floor_v6 ns 0 "floor, IPv6 dump only (no IPv6 sockets)" "$FLOOR 0xffe 6"
+add floor_bound ns 0 "floor, BOUND-INACTIVE only (0x2000: walks the bind hash)" "$FLOOR 0x2000"
 add floor_hostns host 0 "floor run in the host netns (not in $NS)" "$FLOOR"
 
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+# How idle the machine is (other people's work skews wall times): /proc/stat over 3 s.
+cpu_idle_pct() {
+	local a b
+	a=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+	sleep 3
+	b=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); t=y[1]-x[1]; printf "%d", t>0 ? 100*(y[2]-x[2])/t : 100}'
+}
+IDLE0=$(cpu_idle_pct)
+log "CPU idle before timing: $IDLE0%"
 for b in "${BENCHES[@]}"; do
 	IFS=$SEP read -r id where shell label cmd <<<"$b"
 	log "hyperfine: $label"
@@ -285,6 +295,8 @@ for b in "${BENCHES[@]}"; do
 	"${rss[@]}" sh -c "$cmd" >/dev/null || [[ $id == sockets* || $id == stat* ]] || die "time: $label"
 done
 
+IDLE1=$(cpu_idle_pct)
+
 # ---------------------------------------------------------------- report
 med() { jq -r '.results[0].median' "$JSONDIR/$1.json"; }
 fmt_s() { awk -v t="$1" 'BEGIN{ if (t >= 1) printf "%.3f s", t; else printf "%.1f ms", t*1000 }'; }
@@ -297,10 +309,10 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
 	echo "Sockets: **$SOCKETS** ESTABLISHED TCP sockets ($CONNS loopback connections, both ends held, in $PROCS processes; plus $PROCS listeners) in network namespace \`$NS\`; TCP inuse $inuse. Setup took ${SETUP_S} s."
 	echo
-	echo "Machine: $(nproc) cores, $CPU, $MEM, Linux $(uname -r); $(ss -V 2>&1 | head -1); $(hyperfine --version); load average before/after timing: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg). Commit $REV, $(date -u +%Y-%m-%dT%H:%MZ). $RUNS runs each after 1 warm-up."
+	echo "Machine: $(nproc) cores, $CPU, $MEM, Linux $(uname -r); $(ss -V 2>&1 | head -1); $(hyperfine --version); CPU idle before/after timing: $IDLE0% / $IDLE1%. Commit $REV, $(date -u +%Y-%m-%dT%H:%MZ). $RUNS runs each after 1 warm-up."
 	echo
-	if awk -v l="${LOAD0%% *}" -v n="$(nproc)" 'BEGIN{exit !(l > n)}'; then
-		echo "**The machine was busy** (load average $LOAD0 on $(nproc) cores when timing began): wall times are inflated, pipelines most; CPU times are steadier."
+	if ((IDLE0 < 80 || IDLE1 < 80)); then
+		echo "**The machine was busy** (CPU idle $IDLE0% before timing, $IDLE1% after): wall times are inflated, pipelines most; CPU times are steadier."
 		echo
 	fi
 	echo "| command | median | min | max | CPU (user+sys) | × floor | \`ss \| awk\` ÷ this | peak RSS |"
