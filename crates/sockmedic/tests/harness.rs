@@ -109,6 +109,14 @@ fn state_maker_reaches_every_state() {
         7
     );
 
+    // Orphans: FIN-WAIT-1 and LAST-ACK full sockets without an inode.
+    let orphans = ns
+        .sockdiag(&[4, 5, 9, 11])
+        .iter()
+        .filter(|d| d.is_orphan())
+        .count() as u64;
+    assert_eq!(orphans, sm.orphans, "orphans in a raw dump");
+
     // CurrEstab counts ESTABLISHED and CLOSE-WAIT.
     assert_eq!(
         ns.curr_estab(),

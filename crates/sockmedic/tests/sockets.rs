@@ -178,6 +178,25 @@ fn bound_inactive_sockets_are_counted() {
 }
 
 #[test]
+fn orphans_are_counted() {
+    let mut ns = TestNetns::new("sockets-orphans");
+    let sm = ns.start_state_maker();
+    let (_, report) = sockets_in(&ns, &[]);
+    let n = only_netns(&report);
+    let dumped = ns
+        .sockdiag(&[4, 5, 9, 11])
+        .iter()
+        .filter(|d| d.is_orphan())
+        .count() as u64;
+    assert_eq!(dumped, sm.orphans, "orphans in a raw dump");
+    assert_eq!(
+        n["orphans"].as_u64(),
+        Some(sm.orphans),
+        "netns.orphans: the FIN-WAIT-1 and LAST-ACK orphans"
+    );
+}
+
+#[test]
 fn ephemeral_ports_match_ss() {
     let mut ns = TestNetns::new("sockets-ephemeral");
     let _sm = ns.start_state_maker();
@@ -489,6 +508,7 @@ fn unknown_netns_is_one_clear_error() {
 }
 
 #[test]
+#[ignore = "the process scan (processes[]) is not written yet: README says next release"]
 fn process_holdings_include_unhashed_sockets() {
     let mut ns = TestNetns::new("sockets-process");
     let sm = ns.start_state_maker();

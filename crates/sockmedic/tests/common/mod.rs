@@ -221,6 +221,7 @@ impl TestNetns {
                 local: parse_endpoint(s["local"].as_str().unwrap()),
                 remote: parse_endpoint(s["remote"].as_str().unwrap()),
                 inode: s["inode"].as_u64().unwrap(),
+                timer: s["timer"].as_u64().unwrap() as u8,
             })
             .collect()
     }
@@ -366,6 +367,8 @@ pub struct StateMaker {
     pub process_states: BTreeMap<String, u64>,
     /// Sockets it holds that are in no table (never used; reset, auto-bound).
     pub unhashed: u64,
+    /// Full sockets closed by the application, still held by TCP.
+    pub orphans: u64,
     pub listeners: Vec<ExpectedListener>,
     /// Port per scenario and family: `port("v4", "last_ack")`.
     pub ports: Value,
@@ -394,6 +397,7 @@ impl StateMaker {
             expect: counts(&info["expect"]),
             process_states: counts(&info["process"]["states"]),
             unhashed: info["process"]["unhashed"].as_u64().unwrap(),
+            orphans: info["orphans"].as_u64().unwrap(),
             listeners: info["listeners"]
                 .as_array()
                 .unwrap()
@@ -583,6 +587,16 @@ pub struct DiagSock {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub inode: u64,
+    /// 3 for TIME-WAIT and FIN-WAIT-2 minisockets.
+    pub timer: u8,
+}
+
+impl DiagSock {
+    /// A full socket the application closed, still held by TCP: an orphan in the
+    /// kernel's count (inode 0; minisockets, which also read 0, carry timer 3).
+    pub fn is_orphan(&self) -> bool {
+        matches!(self.state, 4 | 5 | 9 | 11) && self.inode == 0 && self.timer != 3
+    }
 }
 
 // ---------------------------------------------------------------------------------

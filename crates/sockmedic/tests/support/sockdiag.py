@@ -52,14 +52,15 @@ def dump(family, mask, seq):
                         return out
                     raise OSError(-err, "sock_diag dump failed")
                 body = data[off + 16: off + ln]
-                fam, state, _timer, _retrans = struct.unpack_from("=BBBB", body, 0)
+                fam, state, timer, _retrans = struct.unpack_from("=BBBB", body, 0)
                 sport, dport = struct.unpack_from(">HH", body, 4)
                 src = body[8:24]
                 dst = body[24:40]
                 uid, inode = struct.unpack_from("=II", body, 64)
                 out.append(dict(family="v4" if fam == socket.AF_INET else "v6",
                                 state=state, local=fmt(fam, src, sport),
-                                remote=fmt(fam, dst, dport), inode=inode, uid=uid))
+                                remote=fmt(fam, dst, dport), inode=inode, uid=uid,
+                                timer=timer))
                 off += (ln + 3) & ~3
     finally:
         s.close()

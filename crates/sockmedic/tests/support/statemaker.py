@@ -35,6 +35,7 @@ JSON line on stdout, then holds everything until stdin closes or it is killed. T
   {"ready": true, "settled": bool, "pid": N, "netns_inode": N,
    "expect": {STATE: count, ...},           # per state, both families, report names
    "process": {"states": {...}, "unhashed": n},  # what this process's fds hold
+   "orphans": n,                            # full sockets closed by the application
    "listeners": [{"local", "backlog", "accept_queue", "syn_recv"}],
    "ports": {"v4": {scenario: port}, "v6": {...}}, "bound_ports": [...],
    "observed": {STATE: count}}              # /proc/net/tcp{,6} at ready time
@@ -244,6 +245,8 @@ class Family:
             s.close()
         add(expect, "LAST-ACK", c["last_ack"])
         add(expect, "TIME-WAIT", c["last_ack"])
+        # Closed by the application and still held by TCP as full sockets.
+        self.orphans = c["fin_wait1"] + c["last_ack"]
 
         # Connections reset by the peer (SO_LINGER 0) while the client holds the fd.
         # Auto-bound clients lose their port: in no table (unhashed). Clients that
@@ -367,6 +370,7 @@ def main():
         netns_inode=netns_inode("/proc/self/ns/net"),
         expect=expect,
         process=dict(states=proc, unhashed=unhashed),
+        orphans=sum(f.orphans for f in fams),
         listeners=[l for f in fams for l in f.listeners],
         ports={f.key: f.ports for f in fams},
         bound_ports=[b for f in fams for b in f.bound_ports],
