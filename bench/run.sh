@@ -274,7 +274,7 @@ cpu_idle_pct() {
 	a=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
 	sleep 3
 	b=$(awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
-	awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); t=y[1]-x[1]; printf "%d", t>0 ? 100*(y[2]-x[2])/t : 100}'
+	awk -v a="$a" -v b="$b" 'BEGIN{split(a,x," "); split(b,y," "); t=y[1]-x[1]; printf "%d", (t > 0 ? 100*(y[2]-x[2])/t : 100)}'
 }
 IDLE0=$(cpu_idle_pct)
 log "CPU idle before timing: $IDLE0%"
