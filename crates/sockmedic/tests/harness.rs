@@ -62,6 +62,7 @@ fn state_maker_reaches_every_state() {
 
     // Listeners: Recv-Q is the accept queue, Send-Q the backlog; SYN-RECV per listener.
     let listen = ns.ss_listen();
+    let syn_recv = ss.syn_recv_per_listener();
     let mut got: Vec<ExpectedListener> = listen
         .rows
         .iter()
@@ -69,17 +70,17 @@ fn state_maker_reaches_every_state() {
             local: r.local,
             backlog: r.send_q,
             accept_queue: r.recv_q,
-            syn_recv: ss
-                .rows
-                .iter()
-                .filter(|s| s.state == "SYN-RECV" && s.local == r.local)
-                .count() as u64,
+            syn_recv: syn_recv[&r.local],
         })
         .collect();
     got.sort();
     let mut expected = sm.listeners.clone();
     expected.sort();
     assert_eq!(got, expected, "listeners\n{}", listen.text());
+    assert!(
+        expected.iter().filter(|l| l.syn_recv > 0).count() >= 5,
+        "SYN-RECV on specific, dual-stack and per-family wildcard listeners"
+    );
     assert!(
         expected.iter().any(|l| l.accept_queue > l.backlog),
         "a listener has a full accept queue"
@@ -116,6 +117,19 @@ fn state_maker_reaches_every_state() {
         .filter(|d| d.is_orphan())
         .count() as u64;
     assert_eq!(orphans, sm.orphans, "orphans in a raw dump");
+
+    // v4-mapped IPv6 connections on the dual-stack listener.
+    let mapped = ss
+        .rows
+        .iter()
+        .filter(|r| r.local.to_string().starts_with("[::ffff:"))
+        .count();
+    assert_eq!(
+        mapped,
+        4,
+        "2 ESTABLISHED + 2 SYN-RECV v4-mapped sockets\n{}",
+        ss.text()
+    );
 
     // CurrEstab counts ESTABLISHED and CLOSE-WAIT.
     assert_eq!(

@@ -92,6 +92,7 @@ fn listeners_match_ss() {
     );
     let n = only_netns(&report);
 
+    let syn_recv = ss.syn_recv_per_listener();
     let mut want: Vec<ExpectedListener> = listen
         .rows
         .iter()
@@ -99,11 +100,7 @@ fn listeners_match_ss() {
             local: r.local,
             accept_queue: r.recv_q,
             backlog: r.send_q,
-            syn_recv: ss
-                .rows
-                .iter()
-                .filter(|s| s.state == "SYN-RECV" && s.local.port() == r.local.port())
-                .count() as u64,
+            syn_recv: syn_recv[&r.local],
         })
         .collect();
     want.sort();
@@ -395,6 +392,7 @@ fn port_filter_restricts_the_tables() {
         sm.port("v4", "last_ack"),
         sm.port("v6", "fin_wait2"),
         sm.port("v4", "bound_group"),
+        sm.port("wild", "dual_syn_recv"),
     ] {
         let p = port.to_string();
         let (ss, report) = sockets_in(&ns, &["--port", &p, "--top", "1000"]);

@@ -563,6 +563,29 @@ impl SsTable {
         m
     }
 
+    /// SYN-RECV sockets per listener (local endpoint), attributed as the kernel does:
+    /// to the listener on the request's own address, else to the wildcard listener of
+    /// its family on that port (a v4 request on a dual-stack listener is v4-mapped
+    /// IPv6, so it is the IPv6 wildcard's).
+    pub fn syn_recv_per_listener(&self) -> BTreeMap<SocketAddr, u64> {
+        let listeners: Vec<SocketAddr> = self
+            .rows
+            .iter()
+            .filter(|r| r.state == "LISTEN")
+            .map(|r| r.local)
+            .collect();
+        let mut m: BTreeMap<SocketAddr, u64> = listeners.iter().map(|l| (*l, 0)).collect();
+        for r in self.rows.iter().filter(|r| r.state == "SYN-RECV") {
+            let same_port = || listeners.iter().filter(|l| l.port() == r.local.port());
+            let owner = same_port().find(|l| **l == r.local).or_else(|| {
+                same_port().find(|l| l.ip().is_unspecified() && l.is_ipv4() == r.local.is_ipv4())
+            });
+            let owner = owner.unwrap_or_else(|| panic!("no listener for SYN-RECV {r:?}"));
+            *m.get_mut(owner).unwrap() += 1;
+        }
+        m
+    }
+
     pub fn text(&self) -> String {
         let mut s = String::new();
         for r in &self.rows {

@@ -23,6 +23,8 @@ What it makes, on 127.0.0.1 and on ::1 (each family with its own counts and port
   BOUND-INACTIVE  bind() without listen(): a group sharing one port (SO_REUSEADDR),
                 singles, one bound to port 0 (an ephemeral port); plus clients that
                 bound an explicit port and were reset
+  wildcard      listeners on 0.0.0.0 and [::] (dual-stack: v4-mapped connections;
+                one port with a listener per family), with connections and SYN-RECV
   unhashed      sockets created and never used, and connections reset by the peer
                 (SO_LINGER 0) while the fd is held (auto-bound: in no table at all)
 
@@ -304,6 +306,88 @@ class Family:
         add(proc, "LISTEN", len(self.listeners))
 
 
+WILD_PORT = dict(dual_est=7201, dual_syn_recv=7202, split_syn_recv=7204, any4_est=7205)
+
+
+class Wildcard:
+    """Listeners on the unspecified address, the way most servers listen: a dual-stack
+    IPv6 listener (IPv4 clients arrive as v4-mapped IPv6 sockets, their half-open
+    requests as IPv4), one port with a listener per family, an IPv4 wildcard."""
+
+    key = "wild"
+
+    def __init__(self, held):
+        self.held = held
+        self.ports = dict(WILD_PORT)
+        self.listeners = []
+        self.bound_ports = []
+        self.unhashed = 0
+        self.orphans = 0
+
+    def sock(self, fam, v6only=True):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+        self.held.append(s)
+        return s
+
+    def listener(self, fam, port, v6only=True, syn_recv=0):
+        s = self.sock(fam, v6only)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        any_addr = "::" if fam == socket.AF_INET6 else "0.0.0.0"
+        s.bind((any_addr, port))
+        s.listen(16)
+        local = f"[::]:{port}" if fam == socket.AF_INET6 else f"0.0.0.0:{port}"
+        self.listeners.append(dict(local=local, backlog=16, accept_queue=0, syn_recv=syn_recv))
+        return s
+
+    def connect(self, fam, port):
+        c = self.sock(fam)
+        c.connect(("::1" if fam == socket.AF_INET6 else "127.0.0.1", port))
+        return c
+
+    def build(self, expect, proc):
+        p = self.ports
+        v4, v6 = socket.AF_INET, socket.AF_INET6
+
+        def add(d, state, n):
+            d[state] = d.get(state, 0) + n
+
+        lst = self.listener(v6, p["dual_est"], v6only=False)
+        for fam in (v4, v4, v6, v6):
+            self.connect(fam, p["dual_est"])
+            s, _ = lst.accept()
+            self.held.append(s)
+        add(expect, "ESTABLISHED", 8)
+        add(proc, "ESTABLISHED", 8)
+
+        self.listener(v6, p["dual_syn_recv"], v6only=False, syn_recv=3)
+        nft(f"add rule inet {NFT_TABLE} input tcp dport {p['dual_syn_recv']} "
+            f"tcp flags & (syn | ack) == ack drop\n")
+        for fam in (v4, v4, v6):
+            self.connect(fam, p["dual_syn_recv"])
+
+        self.listener(v4, p["split_syn_recv"], syn_recv=1)
+        self.listener(v6, p["split_syn_recv"], v6only=True, syn_recv=2)
+        nft(f"add rule inet {NFT_TABLE} input tcp dport {p['split_syn_recv']} "
+            f"tcp flags & (syn | ack) == ack drop\n")
+        for fam in (v4, v6, v6):
+            self.connect(fam, p["split_syn_recv"])
+        add(expect, "SYN-RECV", 6)
+        add(expect, "ESTABLISHED", 6)
+        add(proc, "ESTABLISHED", 6)
+
+        lst = self.listener(v4, p["any4_est"])
+        self.connect(v4, p["any4_est"])
+        s, _ = lst.accept()
+        self.held.append(s)
+        add(expect, "ESTABLISHED", 2)
+        add(proc, "ESTABLISHED", 2)
+
+        add(expect, "LISTEN", len(self.listeners))
+        add(proc, "LISTEN", len(self.listeners))
+
+
 def proc_net_counts():
     counts = {}
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -320,6 +404,8 @@ def main():
     ap.add_argument("--families", default="v4,v6")
     ap.add_argument("--settle", type=float, default=30.0,
                     help="seconds to wait for every state to show in /proc/net/tcp")
+    ap.add_argument("--no-wildcard", action="store_true",
+                    help="leave out the listeners on the unspecified address")
     ap.add_argument("--netns-inode", type=int,
                     help="refuse to run unless this is the namespace's inode")
     args = ap.parse_args()
@@ -347,6 +433,8 @@ def main():
     expect = {s: 0 for s in STATES}
     proc = {}
     fams = [Family(k, held) for k in args.families.split(",") if k]
+    if not args.no_wildcard:
+        fams.append(Wildcard(held))
     unhashed = 0
     for f in fams:
         f.build(expect, proc)
