@@ -61,6 +61,11 @@ pub struct DiagSocket {
     /// children still in an accept queue.
     pub inode: u32,
     pub cookie: u64,
+    /// The cgroup v2 id (the inode of the cgroup directory) of the cgroup that
+    /// created the socket, from the `INET_DIAG_CGROUP_ID` attribute (full sockets
+    /// on 5.x+ with cgroup v2 data; 0 when absent). Kept after close, so it
+    /// attributes orphans to a container.
+    pub cgroup_id: u64,
 }
 
 /// What one [`SockDiag::dump`] cost.
@@ -495,12 +500,13 @@ fn parse_replies(
                 let Some(msg) = payload.first_chunk::<DIAG_MSG_LEN>() else {
                     return Err(bad(at, "inet_diag_msg shorter than 72 bytes"));
                 };
-                let Some(sock) = decode_diag_msg(msg) else {
+                let Some(mut sock) = decode_diag_msg(msg) else {
                     return Err(bad(
                         off,
                         "inet_diag_msg with a family other than AF_INET/AF_INET6",
                     ));
                 };
+                sock.cgroup_id = cgroup_id_attr(&payload[DIAG_MSG_LEN..]);
                 on_socket(&sock);
                 count += 1;
             }
@@ -508,6 +514,24 @@ fn parse_replies(
         }
     }
     Ok((Walk::More, count))
+}
+
+/// `INET_DIAG_CGROUP_ID` (attribute 21, a u64) among the attributes that follow
+/// `inet_diag_msg`; 0 when absent or malformed.
+fn cgroup_id_attr(mut attrs: &[u8]) -> u64 {
+    const INET_DIAG_CGROUP_ID: u16 = 21;
+    while attrs.len() >= 4 {
+        let len = u16_at(attrs, 0) as usize;
+        let ty = u16_at(attrs, 2) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return 0;
+        }
+        if ty == INET_DIAG_CGROUP_ID && len >= 12 {
+            return u64::from(u32_at(attrs, 4)) | u64::from(u32_at(attrs, 8)) << 32;
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    0
 }
 
 /// Decodes `struct inet_diag_msg`; `None` for an unknown address family.
@@ -543,6 +567,7 @@ fn decode_diag_msg(m: &[u8; DIAG_MSG_LEN]) -> Option<DiagSocket> {
         uid: u32_at(m, 64),
         inode: u32_at(m, 68),
         cookie,
+        cgroup_id: 0,
     })
 }
 
@@ -652,6 +677,35 @@ mod tests {
             IpAddr::V4(a) => Endpoint::v4(a.octets(), port),
             IpAddr::V6(a) => Endpoint::v6(a.octets(), port),
         }
+    }
+
+    /// The cgroup v2 directory of this process, from /proc/self/cgroup and the
+    /// cgroup2 mount in /proc/self/mountinfo.
+    fn own_cgroup2_dir() -> Option<std::path::PathBuf> {
+        let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = cg.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mi.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4))?
+        })?;
+        Some(std::path::Path::new(mount).join(rel.trim_start_matches('/')))
+    }
+
+    /// INET_DIAG_CGROUP_ID is the inode of the cgroup v2 directory of the
+    /// socket's creator.
+    #[test]
+    fn cgroup_id_is_the_creators_cgroup2_directory() {
+        let Some(dir) = own_cgroup2_dir() else {
+            eprintln!("no cgroup2 mount: nothing to compare with");
+            return;
+        };
+        let want = rustix::fs::stat(&dir).unwrap().st_ino;
+        let l = bound(false, 0, Some(1)).unwrap();
+        let p = port_of(&l);
+        let (socks, _) = dump_vec(Family::V4, 1 << LISTEN, Some((p, p)));
+        assert_eq!(socks.len(), 1, "{socks:#?}");
+        assert_eq!(socks[0].cgroup_id, want, "cgroup dir {}", dir.display());
     }
 
     /// Listener with an unaccepted and an accepted connection: states, queues,
