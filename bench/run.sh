@@ -351,7 +351,7 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 		S=$(med sockets) ST=$(med stat) RSS=$(tail -n 1 "$JSONDIR/sockets.rss")
 		verdict() { awk -v c="$1" 'BEGIN{ print (c ? "met" : "**missed**") }'; }
 		echo
-		echo "Targets ($SOCKETS sockets$( ((SOCKETS < 1000000)) && echo "; the targets are set for a million, and at this size other sockets on the host, in any namespace, weigh on every dump"):"
+		echo "Targets ($SOCKETS sockets$( ((SOCKETS < 1000000)) && echo "; the targets are set for a million, and at this size other sockets on the host, in any namespace, weigh on every dump")):"
 		echo "- \`sockets\` within 1.3× the floor: $(ratio "$S" "$FLOOR_MED")× — $(verdict "$(awk -v s="$S" -v f="$FLOOR_MED" 'BEGIN{print (s <= 1.3*f)}')")"
 		echo "- \`sockets\` at least 3× faster than \`ss | awk\`: $(ratio "$AWK_MED" "$S")× — $(verdict "$(awk -v s="$S" -v a="$AWK_MED" 'BEGIN{print (a >= 3*s)}')")"
 		echo "- \`sockets\` peak RSS under 50 MB: $(awk -v k="$RSS" 'BEGIN{printf "%.1f MB", k/1024}') — $(verdict "$(awk -v k="$RSS" 'BEGIN{print (k*1024 < 50e6)}')")"
