@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use sockmedic_model::{
     Endpoint, EndpointCount, EphemeralUse, Listener, RemoteCount, StateCounts, TcpState,
 };
+use std::sync::Arc;
 
 /// Distinct endpoints a top-N table tracks exactly. Beyond it the table keeps the
 /// heaviest ones with a bounded overcount (Space-Saving), so a million distinct
@@ -17,7 +18,7 @@ use sockmedic_model::{
 pub const TOP_CAPACITY: usize = 16 * 1024;
 
 /// Kernel state numbers go up to 13 (bound-inactive); index the arrays by them.
-const STATE_SLOTS: usize = 14;
+pub const STATE_SLOTS: usize = 14;
 
 /// Counts keys and keeps the heaviest, in bounded memory: the Space-Saving
 /// algorithm (Metwally, Agrawal, El Abbadi, 2005). Exact while it has seen at most
@@ -243,6 +244,8 @@ pub struct AggregateOptions {
     /// reported as not looked at rather than as zero.
     pub states_requested: u32,
     pub top_capacity: usize,
+    /// Socket fds of the process scan, to count each process's sockets by state.
+    pub join: Option<Arc<InodeLookup>>,
 }
 
 impl Default for AggregateOptions {
@@ -253,6 +256,7 @@ impl Default for AggregateOptions {
             bound_inactive_requested: false,
             states_requested: crate::sockdiag::ALL_STATES,
             top_capacity: TOP_CAPACITY,
+            join: None,
         }
     }
 }
@@ -270,12 +274,15 @@ pub struct SocketAggregate {
     bound_ports: PortSet,
     ephemeral_by_remote: TopCounter<Endpoint>,
     orphans: u64,
+    orphan_cgroups: FxHashMap<u64, u64>,
+    joined: Option<ProcessTally>,
     pub messages: u64,
 }
 
 impl SocketAggregate {
     pub fn new(opts: AggregateOptions) -> SocketAggregate {
         let cap = opts.top_capacity;
+        let joined = opts.join.as_deref().map(ProcessTally::new);
         SocketAggregate {
             opts,
             states: [0; STATE_SLOTS],
@@ -288,6 +295,8 @@ impl SocketAggregate {
             bound_ports: PortSet::default(),
             ephemeral_by_remote: TopCounter::new(cap),
             orphans: 0,
+            orphan_cgroups: FxHashMap::default(),
+            joined,
             messages: 0,
         }
     }
@@ -304,6 +313,14 @@ impl SocketAggregate {
         self.states[state] += 1;
         if is_orphan(s) {
             self.orphans += 1;
+            if s.cgroup_id != 0 {
+                *self.orphan_cgroups.entry(s.cgroup_id).or_insert(0) += 1;
+            }
+        }
+        if let (Some(tally), Some(join)) = (self.joined.as_mut(), self.opts.join.as_deref()) {
+            if s.inode != 0 {
+                tally.add(join, s.inode, state, s.local.v6);
+            }
         }
         let cap = self.opts.top_capacity;
         self.local[state]
@@ -360,6 +377,12 @@ impl SocketAggregate {
     pub fn merge(&mut self, other: SocketAggregate) {
         self.messages += other.messages;
         self.orphans += other.orphans;
+        for (k, v) in other.orphan_cgroups {
+            *self.orphan_cgroups.entry(k).or_insert(0) += v;
+        }
+        if let (Some(mine), Some(theirs)) = (self.joined.as_mut(), other.joined) {
+            mine.merge(theirs);
+        }
         for i in 0..STATE_SLOTS {
             self.states[i] += other.states[i];
         }
@@ -437,6 +460,8 @@ impl SocketAggregate {
             ephemeral,
             exact,
             orphans: self.orphans,
+            orphan_cgroups: sorted_counts(self.orphan_cgroups),
+            processes: self.joined,
             messages: self.messages,
         }
     }
@@ -517,7 +542,115 @@ pub struct Aggregated {
     pub exact: bool,
     /// Orphans seen (see `is_orphan`).
     pub orphans: u64,
+    /// Orphans per creating cgroup v2 id, heaviest first.
+    pub orphan_cgroups: Vec<(u64, u64)>,
+    /// Sockets per process, when a process scan was joined.
+    pub processes: Option<ProcessTally>,
     pub messages: u64,
+}
+
+fn sorted_counts(m: FxHashMap<u64, u64>) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = m.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The socket fds found by the process scan, looked up by inode while a dump
+/// streams: one hash probe per socket. Entries of one inode (a socket shared by
+/// several fds or processes) are contiguous.
+#[derive(Debug)]
+pub struct InodeLookup {
+    first: FxHashMap<u32, u32>,
+    inodes: Vec<u32>,
+    procs: Vec<u32>,
+    /// Number of processes (`proc_idx` is below it).
+    pub process_count: usize,
+}
+
+impl InodeLookup {
+    /// From `(inode, proc_idx)` pairs sorted by inode.
+    pub fn new(sorted: impl Iterator<Item = (u32, u32)>, process_count: usize) -> InodeLookup {
+        let (mut inodes, mut procs) = (Vec::new(), Vec::new());
+        let mut first = FxHashMap::default();
+        for (inode, proc_idx) in sorted {
+            first.entry(inode).or_insert(inodes.len() as u32);
+            inodes.push(inode);
+            procs.push(proc_idx);
+        }
+        InodeLookup {
+            first,
+            inodes,
+            procs,
+            process_count,
+        }
+    }
+    /// Positions (into the scan's sorted socket list) holding `inode`.
+    pub fn positions(&self, inode: u32) -> std::ops::Range<usize> {
+        let Some(&start) = self.first.get(&inode) else {
+            return 0..0;
+        };
+        let start = start as usize;
+        let len = self.inodes[start..]
+            .iter()
+            .take_while(|i| **i == inode)
+            .count();
+        start..start + len
+    }
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+    }
+}
+
+/// Per-process socket counts from one dump, and which scanned fds were found.
+pub struct ProcessTally {
+    /// `[process][state slot]`.
+    pub states: Vec<[u32; STATE_SLOTS]>,
+    /// IPv6 sockets per process (the rest are IPv4): TCP vs TCPv6.
+    pub v6: Vec<u32>,
+    /// Bit per position of the scan's socket list: found in a dump.
+    pub found: Vec<u64>,
+}
+
+impl ProcessTally {
+    fn new(join: &InodeLookup) -> ProcessTally {
+        ProcessTally {
+            states: vec![[0; STATE_SLOTS]; join.process_count],
+            v6: vec![0; join.process_count],
+            found: vec![0; join.len().div_ceil(64)],
+        }
+    }
+    fn add(&mut self, join: &InodeLookup, inode: u32, state: usize, v6: bool) {
+        for pos in join.positions(inode) {
+            self.found[pos / 64] |= 1 << (pos % 64);
+            let p = join.procs[pos] as usize;
+            self.states[p][state] += 1;
+            self.v6[p] += v6 as u32;
+        }
+    }
+    /// Adds another tally (of another part or namespace) into this one.
+    pub fn merge(&mut self, other: ProcessTally) {
+        for (a, b) in self.states.iter_mut().zip(other.states) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        for (a, b) in self.v6.iter_mut().zip(other.v6) {
+            *a += b;
+        }
+        for (a, b) in self.found.iter_mut().zip(other.found) {
+            *a |= b;
+        }
+    }
+    pub fn is_found(&self, pos: usize) -> bool {
+        self.found[pos / 64] & (1 << (pos % 64)) != 0
+    }
+    /// Count of one process in a state given by its kernel number.
+    pub fn count(&self, proc_idx: usize, kernel_state: u8) -> u32 {
+        self.states[proc_idx][kernel_state as usize]
+    }
 }
 
 #[cfg(test)]
@@ -656,5 +789,43 @@ mod tests {
         assert_eq!(out.states.get(TcpState::Established), Some(1));
         assert_eq!(out.states.get(TcpState::BoundInactive), None);
         assert_eq!(out.messages, 2);
+    }
+
+    #[test]
+    fn join_counts_sockets_per_process_and_marks_found() {
+        // proc 0 holds inode 10 (shared with proc 1 after fork) and 11; proc 1
+        // also holds 12, which no dump returns (unhashed).
+        let pairs = [(10, 0), (10, 1), (11, 0), (12, 1)];
+        let join = Arc::new(InodeLookup::new(pairs.into_iter(), 2));
+        let opts = AggregateOptions {
+            join: Some(join.clone()),
+            ..Default::default()
+        };
+        let mut a = SocketAggregate::new(opts.clone());
+        let mut b = SocketAggregate::new(opts);
+        let mut est = sock(1, ep(1, 5000), ep(2, 80));
+        est.inode = 10;
+        a.add(&est);
+        let mut cw = sock(8, Endpoint::v6([0; 16], 5001), ep(2, 80));
+        cw.inode = 11;
+        b.add(&cw);
+        let mut orphan = sock(9, ep(1, 5002), ep(2, 80));
+        orphan.cgroup_id = 77;
+        b.add(&orphan);
+        a.merge(b);
+        let out = a.finish(10, &[]);
+        let t = out.processes.unwrap();
+        assert_eq!(t.count(0, 1), 1);
+        assert_eq!(t.count(1, 1), 1);
+        assert_eq!(t.count(0, 8), 1);
+        assert_eq!(t.v6, vec![1, 0]);
+        assert_eq!(
+            (0..4).map(|p| t.is_found(p)).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+        assert_eq!(join.positions(12), 3..4);
+        assert_eq!(join.positions(99), 0..0);
+        assert_eq!(out.orphans, 1);
+        assert_eq!(out.orphan_cgroups, vec![(77, 1)]);
     }
 }

@@ -166,6 +166,10 @@ pub struct Netns {
     /// FIN-WAIT-1, FIN-WAIT-2, LAST-ACK or CLOSING as full sockets (sockstat's
     /// `orphan` is host-wide; this is the namespace's share).
     pub orphans: Option<u64>,
+    /// Orphans by the cgroup (container, pod) that created them, heaviest first.
+    pub orphan_owners: Vec<CgroupCount>,
+    /// The pod owning this namespace (`namespace/name`), when one does.
+    pub pod: Option<String>,
     /// ESTABLISHED was derived as snmp `CurrEstab` − CLOSE-WAIT instead of dumped.
     pub established_derived: bool,
     pub listeners: Vec<Listener>,
@@ -268,19 +272,77 @@ pub struct DumpInfo {
     pub exact: bool,
 }
 
-/// A process holding sockets (filled by the process scan).
+/// A process holding sockets, or near its file limit (filled by the process scan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
+    /// `/proc/PID/comm`.
     pub comm: String,
+    /// The start of `/proc/PID/cmdline` (arguments separated by spaces); `null`
+    /// when not collected.
+    pub cmdline: Option<String>,
+    /// Effective uid (owner of `/proc/PID`).
+    pub uid: Option<u32>,
+    /// Network namespace (nsfs inode) of the process.
     pub netns: Option<u64>,
+    /// Other namespaces some of its threads have entered.
+    pub thread_netns: Vec<u64>,
+    /// The cgroup path the identity below was read from.
+    pub cgroup: Option<String>,
+    /// Full container id.
+    pub container: Option<String>,
+    /// Container name, from the node's own files when it is a Kubernetes node.
+    pub container_name: Option<String>,
+    /// `namespace/name` of the pod, or its UID when the name is not known.
+    pub pod: Option<String>,
+    /// Open file descriptors.
+    pub fds: Option<u64>,
+    /// RLIMIT_NOFILE soft limit (`ulimit -n`).
+    pub fd_limit: Option<u64>,
+    /// RLIMIT_NOFILE hard limit.
+    pub fd_limit_hard: Option<u64>,
+    pub socket_fds: Option<u64>,
+    /// Socket fds by protocol as the kernel names it (`TCP`, `TCPv6`, `UDP`, `UNIX`, ...).
+    pub sockets_by_proto: BTreeMap<String, u64>,
+    /// TCP sockets held, by state; `BOUND-INACTIVE` and `UNHASHED` are the two
+    /// kinds of CLOSE sockets (bound to a port, or in no table at all).
+    pub states: StateCounts,
+    /// TCP sockets in state CLOSE held by this process: BOUND-INACTIVE + UNHASHED.
+    pub unhashed: Option<u64>,
+    /// What a sample of those CLOSE sockets really is (`pidfd_getfd` + TCP_INFO).
+    pub unhashed_check: Option<UnhashedCheck>,
+    /// Its listening sockets with their queues.
+    pub listeners: Vec<Listener>,
+}
+
+/// A sample of a process's CLOSE sockets, duplicated with `pidfd_getfd` and
+/// asked for TCP_INFO, SO_ERROR and their bound port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnhashedCheck {
+    /// Sockets checked.
+    pub checked: u64,
+    /// Of those, in state CLOSE (TCP_INFO tcpi_state 7).
+    pub close: u64,
+    /// Pending socket errors among them (`ECONNRESET`, `ECONNREFUSED`, `ETIMEDOUT`...),
+    /// i.e. connections that failed and were never closed by the application.
+    pub errors: BTreeMap<String, u64>,
+    /// Of those checked, bound to a local port.
+    pub bound: u64,
+    /// Some of the ports they hold.
+    pub ports: Vec<u16>,
+    /// Why no sample could be checked (e.g. no ptrace access), when none was.
+    pub unavailable: Option<String>,
+}
+
+/// Sockets with no process (orphans) attributed to the cgroup that created them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CgroupCount {
+    /// cgroup v2 id (directory inode).
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
     pub container: Option<String>,
     pub pod: Option<String>,
-    pub fds: Option<u64>,
-    pub fd_limit: Option<u64>,
-    pub socket_fds: Option<u64>,
-    pub states: StateCounts,
-    pub unhashed: Option<u64>,
+    pub count: u64,
 }
 
 /// Something that could not be read, and why.
