@@ -38,6 +38,14 @@ pub struct CollectOptions {
     pub top: usize,
     /// Parallel dumps per namespace; `None` picks by the namespace's size.
     pub parts: Option<usize>,
+    /// Scan every process's fds and attribute sockets to processes, containers, pods.
+    pub processes: bool,
+    /// Keep each process's command line.
+    pub cmdline: bool,
+    /// kubelet's pod log directory (`<namespace>_<name>_<uid>`), for pod names.
+    pub pods_dir: std::path::PathBuf,
+    /// kubelet's container log links (`<pod>_<namespace>_<container>-<id>.log`).
+    pub containers_dir: std::path::PathBuf,
 }
 
 impl Default for CollectOptions {
@@ -49,6 +57,10 @@ impl Default for CollectOptions {
             port: None,
             top: 10,
             parts: None,
+            processes: false,
+            cmdline: false,
+            pods_dir: "/var/log/pods".into(),
+            containers_dir: "/var/log/containers".into(),
         }
     }
 }

@@ -44,10 +44,88 @@ pub enum Command {
     /// Sockets by state, by local and remote endpoint, by listener, and ephemeral
     /// port use: the `ss -ant | awk | sort | uniq -c` pipelines in one command.
     Sockets(SocketsArgs),
+    /// Processes holding sockets: fds against their limit, socket fds, TCP sockets
+    /// by state, sockets in no table, container and pod. The `for pid in /proc/*;
+    /// ls -l /proc/$pid/fd | grep socket` loop, done right.
+    Procs(ProcsArgs),
 }
 
 #[derive(Args, Debug, Default)]
-pub struct StatArgs {}
+pub struct StatArgs {
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    /// Skip the process scan (no `processes` section; faster on a host with
+    /// millions of fds).
+    #[arg(long)]
+    pub no_procs: bool,
+}
+
+/// Flags of the process scan (`stat`, `procs`).
+#[derive(Args, Debug, Clone)]
+pub struct ScanArgs {
+    /// Where kubelet keeps pod logs, named `<namespace>_<name>_<uid>`: how pod names
+    /// are found without an API server.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
+    pub pods_dir: std::path::PathBuf,
+    /// Where kubelet keeps the container log links, named
+    /// `<pod>_<namespace>_<container>-<id>.log`: how container names are found.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/containers")]
+    pub containers_dir: std::path::PathBuf,
+    /// Include each process's command line (it may hold secrets passed as arguments).
+    #[arg(long)]
+    pub cmdline: bool,
+}
+
+/// The defaults of the flags, for `sockmedic` run without a subcommand.
+impl Default for ScanArgs {
+    fn default() -> Self {
+        ScanArgs {
+            pods_dir: "/var/log/pods".into(),
+            containers_dir: "/var/log/containers".into(),
+            cmdline: false,
+        }
+    }
+}
+
+/// How `procs` orders its rows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProcSort {
+    /// Socket fds, most first.
+    #[default]
+    Sockets,
+    /// TCP sockets, most first.
+    Tcp,
+    /// Open fds, most first.
+    Fds,
+    /// Open fds as a share of the soft limit, highest first.
+    FdUse,
+    /// TCP sockets in no table (CLOSE), most first.
+    Unhashed,
+    /// CLOSE-WAIT sockets, most first.
+    CloseWait,
+    /// ESTABLISHED sockets, most first.
+    Established,
+    /// Process id.
+    Pid,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ProcsArgs {
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    /// Order of the rows.
+    #[arg(long, value_enum, default_value_t = ProcSort::Sockets)]
+    pub sort: ProcSort,
+    /// Only these processes (repeat or separate with commas).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pub pid: Vec<u32>,
+    /// Only processes of this pod: `namespace/name`, a name, a part of one, or a pod UID.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+    /// Every process with sockets, not only the first --top.
+    #[arg(long)]
+    pub all: bool,
+}
 
 #[derive(Args, Debug, Default)]
 pub struct SocketsArgs {

@@ -5,10 +5,10 @@ mod render;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, Common};
+use cli::{Cli, Command, Common, ProcSort, ProcsArgs, ScanArgs};
 use render::table::Style;
 use sockmedic_collect::{collect, CollectOptions, DumpMode};
-use sockmedic_model::{Report, Snapshot, TcpState};
+use sockmedic_model::{Process, Report, Snapshot, TcpState};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -29,13 +29,26 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
     match cli.command.unwrap_or(Command::Stat(Default::default())) {
-        Command::Stat(_) => {
+        Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: DumpMode::WithoutEstablished,
-                ..options(&common)
+                processes: !args.no_procs,
+                ..scan_options(&common, &args.scan)
             };
             let snap = collect(&opts)?;
             emit(&common, &snap, render::stat::render)
+        }
+        Command::Procs(args) => {
+            let opts = CollectOptions {
+                mode: DumpMode::Full,
+                ..scan_options(&common, &args.scan)
+            };
+            let mut snap = collect(&opts)?;
+            let total = snap.processes.len();
+            select_processes(&mut snap.processes, &args, &common);
+            let shown: Vec<&Process> = snap.processes.iter().collect();
+            let text = render::procs::render(&snap, &shown, total, style(&common));
+            emit(&common, &snap, move |_, _| text.clone())
         }
         Command::Sockets(args) => {
             let mut opts = CollectOptions {
@@ -60,6 +73,55 @@ fn options(common: &Common) -> CollectOptions {
     }
 }
 
+fn scan_options(common: &Common, scan: &ScanArgs) -> CollectOptions {
+    CollectOptions {
+        processes: true,
+        cmdline: scan.cmdline,
+        pods_dir: scan.pods_dir.clone(),
+        containers_dir: scan.containers_dir.clone(),
+        ..options(common)
+    }
+}
+
+/// Keeps the processes `procs` asked for, in the order asked, `--top` of them
+/// unless `--all`.
+fn select_processes(procs: &mut Vec<Process>, args: &ProcsArgs, common: &Common) {
+    procs.retain(|p| args.pid.is_empty() || args.pid.contains(&p.pid));
+    if let Some(want) = &args.pod {
+        procs.retain(|p| p.pod.as_deref().is_some_and(|pod| pod_matches(pod, want)));
+    }
+    let key = |p: &Process| -> (u64, u64) {
+        let fd_use = match (p.fds, p.fd_limit) {
+            (Some(f), Some(l)) if l > 0 && l != u64::MAX => f * 1_000_000 / l,
+            _ => 0,
+        };
+        let first = match args.sort {
+            ProcSort::Sockets => p.socket_fds.unwrap_or(0),
+            ProcSort::Tcp => render::procs::tcp_total(p),
+            ProcSort::Fds => p.fds.unwrap_or(0),
+            ProcSort::FdUse => fd_use,
+            ProcSort::Unhashed => p.unhashed.unwrap_or(0),
+            ProcSort::CloseWait => p.states.count(TcpState::CloseWait),
+            ProcSort::Established => p.states.count(TcpState::Established),
+            ProcSort::Pid => 0,
+        };
+        (first, p.socket_fds.unwrap_or(0))
+    };
+    if args.sort == ProcSort::Pid {
+        procs.sort_by_key(|p| p.pid);
+    } else {
+        procs.sort_by(|a, b| key(b).cmp(&key(a)).then(a.pid.cmp(&b.pid)));
+    }
+    if !args.all {
+        procs.truncate(common.top);
+    }
+}
+
+/// `--pod`: the full `namespace/name`, the bare name, a UID, or any part of them.
+fn pod_matches(pod: &str, want: &str) -> bool {
+    pod == want || pod.rsplit('/').next() == Some(want) || pod.contains(want)
+}
+
 /// `--state` words to the kernel's `idiag_states` mask.
 fn state_mask(words: &[String]) -> Result<u32> {
     let mut mask = 0u32;
@@ -79,7 +141,7 @@ fn state_mask(words: &[String]) -> Result<u32> {
 fn emit(
     common: &Common,
     snap: &Snapshot,
-    text: fn(&Snapshot, Style) -> String,
+    text: impl Fn(&Snapshot, Style) -> String,
 ) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let written = if common.json {

@@ -1,5 +1,6 @@
 //! Text output for people. JSON output is the model's own serialization.
 
+pub mod procs;
 pub mod sockets;
 pub mod stat;
 pub mod table;

@@ -10,6 +10,7 @@ pub fn render(snap: &Snapshot, style: Style) -> String {
     out.push_str(&host_section(snap, style));
     out.push_str(&netns_section(snap, style));
     out.push_str(&limits_section(snap, style));
+    out.push_str(&processes_section(snap, style));
     out.push_str(&missing_section(snap, style));
     out
 }
@@ -346,4 +347,36 @@ fn limits_section(snap: &Snapshot, style: Style) -> String {
         let _ = writeln!(out, "  {}", style.paint(Tone::Dim, "+ ESTABLISHED connections not included (stat does not dump them); `sockmedic sockets` counts every state"));
     }
     out
+}
+
+/// The busiest socket holders, and every process near its fd limit.
+fn processes_section(snap: &Snapshot, style: Style) -> String {
+    if snap.processes.is_empty() {
+        return String::new();
+    }
+    let mut rows: Vec<&sockmedic_model::Process> = snap.processes.iter().collect();
+    rows.sort_by(|a, b| b.socket_fds.cmp(&a.socket_fds).then(a.pid.cmp(&b.pid)));
+    let near_limit = |p: &sockmedic_model::Process| match (p.fds, p.fd_limit) {
+        (Some(f), Some(l)) if l > 0 && l != u64::MAX => f * 100 >= l * 80,
+        _ => false,
+    };
+    let mut shown: Vec<&sockmedic_model::Process> = rows.iter().take(5).copied().collect();
+    for p in rows
+        .iter()
+        .filter(|p| near_limit(p) || p.unhashed.unwrap_or(0) > 0)
+    {
+        if !shown.iter().any(|s| s.pid == p.pid) {
+            shown.push(p);
+        }
+    }
+    let title = format!(
+        "Processes: the top socket holders and any near its fd limit or holding CLOSE sockets ({} of {}; `sockmedic procs` for all)",
+        shown.len(),
+        snap.processes.len()
+    );
+    format!(
+        "\n{}\n{}",
+        style.paint(Tone::Bold, &title),
+        super::procs::table(snap, &shown, style)
+    )
 }
