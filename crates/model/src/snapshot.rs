@@ -261,8 +261,10 @@ pub struct DumpInfo {
     /// States asked of the kernel.
     pub states: Vec<TcpState>,
     pub families: Vec<String>,
-    /// Whether the kernel answered the bound-inactive request (6.8+).
+    /// Whether bound-inactive sockets were dumped (Linux 6.8+).
     pub bound_inactive: bool,
+    /// Why they were not, when their count is known anyway.
+    pub bound_inactive_note: Option<String>,
     /// Socket messages received.
     pub sockets: u64,
     /// Parallel dumps (each over a disjoint range of local ports).

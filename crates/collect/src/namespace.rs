@@ -1,0 +1,468 @@
+//! One network namespace: its /proc files and sysctls, and its TCP sockets dumped
+//! and aggregated, on a thread that has entered it.
+
+use crate::aggregate::{
+    AggregateOptions, Aggregated, InodeLookup, ProcessTally, SocketAggregate, ORPHAN_STATES,
+};
+use crate::netns::{self, NetnsHandle};
+use crate::procfs::{self, ProcError};
+use crate::snapshot::{read_sysctls, CollectOptions, DumpMode};
+use crate::sockdiag::{DumpRequest, Family, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT};
+use sockmedic_model::{DumpInfo, Missing, Netns, NetnsSockstat, StateCounts, TcpState};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A namespace with more sockets than this is dumped in parallel parts.
+const PARALLEL_DUMP_MIN_SOCKETS: u64 = 50_000;
+
+/// What every namespace's collection shares.
+#[derive(Clone)]
+pub struct Job {
+    pub opts: CollectOptions,
+    /// The process scan's socket fds, to count sockets per process.
+    pub join: Option<Arc<InodeLookup>>,
+}
+
+/// One namespace's result.
+pub struct NsResult {
+    pub netns: Netns,
+    pub missing: Vec<Missing>,
+    pub tally: Option<ProcessTally>,
+}
+
+/// Runs `f` on every namespace, as many at a time as there are cores (each may
+/// itself dump in parallel parts). Results come back in the order given.
+pub fn for_each<T: Send>(handles: &[&NetnsHandle], f: impl Fn(&NetnsHandle) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let mut out = Vec::with_capacity(handles.len());
+    for chunk in handles.chunks(workers) {
+        let f = &f;
+        std::thread::scope(|scope| {
+            let running: Vec<_> = chunk.iter().map(|ns| scope.spawn(move || f(ns))).collect();
+            out.extend(
+                running
+                    .into_iter()
+                    .map(|h| h.join().expect("namespace collector panicked")),
+            );
+        });
+    }
+    out
+}
+
+pub fn blank_netns(ns: &NetnsHandle) -> Netns {
+    Netns {
+        id: ns.id,
+        names: ns.names.clone(),
+        host: ns.host,
+        processes: ns.processes,
+        ..Netns::default()
+    }
+}
+
+fn label(ns: &NetnsHandle) -> String {
+    ns.names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ns.id.to_string())
+}
+
+fn what(label: &str, w: &str) -> String {
+    format!("{w} of network namespace {label}")
+}
+
+/// Stage one: enters the namespace, reads its files and dumps every asked state
+/// but bound-inactive.
+pub fn collect(ns: &NetnsHandle, job: &Job) -> NsResult {
+    let (base, label, job) = (blank_netns(ns), label(ns), job.clone());
+    match netns::run_in_netns(ns, move || read_inside(base, &label, &job)) {
+        Ok(r) => r,
+        Err(e) => NsResult {
+            netns: blank_netns(ns),
+            missing: vec![Missing::new(
+                what(&label_of(ns), "every figure"),
+                e.to_string(),
+            )],
+            tally: None,
+        },
+    }
+}
+
+fn label_of(ns: &NetnsHandle) -> String {
+    label(ns)
+}
+
+/// Runs on a thread inside the namespace: /proc/thread-self/net (not /proc/self,
+/// which follows the thread-group leader's namespace) and /proc/sys/net (which
+/// follows the opening thread's).
+fn read_inside(mut ns: Netns, label: &str, job: &Job) -> NsResult {
+    let mut missing = Vec::new();
+    read_files(&mut ns, label, &mut missing);
+    let (sysctl, lost) = read_sysctls(procfs::NETNS_SYSCTLS);
+    missing.extend(
+        lost.into_iter()
+            .map(|m| Missing::new(what(label, &m.what), m.why)),
+    );
+    ns.conntrack_count = sysctl
+        .get("net.netfilter.nf_conntrack_count")
+        .and_then(|v| v.parse().ok());
+    ns.sysctl = sysctl;
+    let tally = dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"));
+    NsResult {
+        netns: ns,
+        missing,
+        tally,
+    }
+}
+
+fn read_files(ns: &mut Netns, label: &str, missing: &mut Vec<Missing>) {
+    let net = Path::new("/proc/thread-self/net");
+    let mut read = |file: &str| match procfs::read_text(&net.join(file)) {
+        Ok(t) => Some((t, what(label, file))),
+        Err(e) => {
+            missing.push(Missing::new(what(label, file), e.to_string()));
+            None
+        }
+    };
+    let texts: Vec<_> = ["sockstat", "sockstat6", "snmp", "netstat"]
+        .iter()
+        .map(|f| read(f))
+        .collect();
+    let mut sockstat = procfs::Sections::new();
+    for (i, t) in texts.into_iter().enumerate() {
+        let Some((text, name)) = t else { continue };
+        if i < 2 {
+            if let Some(s) = note(procfs::parse_sockstat(&text), &name, missing) {
+                sockstat.extend(s);
+            }
+        } else if let Some(table) = note(procfs::parse_counter_table(&text), &name, missing) {
+            for (section, values) in table {
+                if matches!(section.as_str(), "Tcp" | "TcpExt" | "IpExt" | "Udp") {
+                    ns.counters.insert(section, values);
+                }
+            }
+        }
+    }
+    let f = |section: &str, name: &str| sockstat.get(section)?.get(name).copied();
+    ns.sockstat = NetnsSockstat {
+        sockets_used: f("sockets", "used"),
+        tcp_inuse: f("TCP", "inuse"),
+        tcp6_inuse: f("TCP6", "inuse"),
+        tcp_tw: f("TCP", "tw"),
+        udp_inuse: f("UDP", "inuse"),
+        udp6_inuse: f("UDP6", "inuse"),
+    };
+}
+
+fn note<T>(r: Result<T, ProcError>, what: &str, missing: &mut Vec<Missing>) -> Option<T> {
+    r.map_err(|e| missing.push(Missing::new(what, e.to_string())))
+        .ok()
+}
+
+/// The states stage one asks for: everything asked but bound-inactive, and
+/// ESTABLISHED only when it is to be dumped.
+fn main_states(opts: &CollectOptions) -> u32 {
+    let mut states = opts.states.unwrap_or(ALL_STATES) & !BOUND_INACTIVE_BIT;
+    if opts.mode == DumpMode::WithoutEstablished {
+        states &= !(1 << TcpState::Established as u32);
+    }
+    states
+}
+
+/// Whether `--state` (or its absence) asks for bound-inactive sockets.
+pub fn wants_bound(opts: &CollectOptions) -> bool {
+    opts.states.is_none_or(|s| s & BOUND_INACTIVE_BIT != 0)
+}
+
+fn port_range(ns: &Netns) -> Option<(u16, u16)> {
+    let v = procfs::parse_numbers(ns.sysctl.get("net.ipv4.ip_local_port_range")?).ok()?;
+    (v.len() == 2 && v[0] <= v[1] && v[1] <= 65535).then(|| (v[0] as u16, v[1] as u16))
+}
+
+fn reserved_ports(ns: &Netns) -> Vec<(u16, u16)> {
+    ns.sysctl
+        .get("net.ipv4.ip_local_reserved_ports")
+        .and_then(|v| procfs::parse_port_ranges(v).ok())
+        .unwrap_or_default()
+}
+
+/// Stage one's dump, folded into the Netns.
+fn dump_main(
+    ns: &mut Netns,
+    job: &Job,
+    missing: &mut Vec<Missing>,
+    what: &str,
+) -> Option<ProcessTally> {
+    let opts = &job.opts;
+    let started = Instant::now();
+    let states = main_states(opts);
+    let agg_opts = AggregateOptions {
+        port_range: port_range(ns),
+        port_filter: opts.port,
+        states_requested: states,
+        join: job.join.clone(),
+        ..AggregateOptions::default()
+    };
+    let parts = opts
+        .parts
+        .unwrap_or_else(|| auto_parts(ns, opts.mode))
+        .max(1);
+    // Only bound-inactive asked for: stage two does it all.
+    let dumped = if states == 0 {
+        Ok((SocketAggregate::new(agg_opts.clone()), 0))
+    } else {
+        parallel_dump(states, parts, &agg_opts)
+    };
+    let (agg, sockets) = match dumped {
+        Ok(r) => r,
+        Err(e) => {
+            missing.push(Missing::new(what, e));
+            return None;
+        }
+    };
+    let mut out = agg.finish(opts.top, &reserved_ports(ns));
+    if opts.mode == DumpMode::WithoutEstablished && opts.states.is_none_or(|s| s & 2 != 0) {
+        derive_established(ns, &mut out.states, missing, what);
+        if let Some(e) = out.ephemeral.as_mut() {
+            e.includes_established = false;
+        }
+    }
+    ns.orphans =
+        (states & ORPHAN_STATES == ORPHAN_STATES && opts.port.is_none()).then_some(out.orphans);
+    ns.states = out.states;
+    ns.listeners = out.listeners;
+    ns.top_local = out.top_local;
+    ns.top_remote = out.top_remote;
+    ns.ephemeral = out.ephemeral;
+    ns.dump = Some(DumpInfo {
+        states: requested_states(states),
+        families: vec!["inet".into(), "inet6".into()],
+        bound_inactive: false,
+        bound_inactive_note: None,
+        sockets,
+        parts: parts as u32,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        exact: out.exact,
+    });
+    if !out.orphan_cgroups.is_empty() {
+        ns.orphan_owners = out
+            .orphan_cgroups
+            .iter()
+            .take(opts.top)
+            .map(|(id, n)| sockmedic_model::CgroupCount {
+                cgroup_id: *id,
+                count: *n,
+                ..Default::default()
+            })
+            .collect();
+    }
+    out.processes
+}
+
+fn requested_states(mask: u32) -> Vec<TcpState> {
+    TcpState::ALL
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.kernel_number()
+                .is_some_and(|k| k != 7 && mask & (1 << k) != 0)
+        })
+        .collect()
+}
+
+/// Stage two: the bound-inactive sockets of a namespace (one more walk of the
+/// kernel's tables, so only run when some socket may be in no table).
+pub fn dump_bound(ns: &NetnsHandle, netns: &Netns, job: &Job) -> Result<Aggregated, String> {
+    let agg_opts = AggregateOptions {
+        port_range: port_range(netns),
+        port_filter: job.opts.port,
+        bound_inactive_requested: true,
+        states_requested: BOUND_INACTIVE_BIT,
+        join: job.join.clone(),
+        ..AggregateOptions::default()
+    };
+    let (top, reserved) = (job.opts.top, reserved_ports(netns));
+    let run = move || {
+        parallel_dump(BOUND_INACTIVE_BIT, 1, &agg_opts).map(|(agg, _)| agg.finish(top, &reserved))
+    };
+    netns::run_in_netns(ns, run).map_err(|e| e.to_string())?
+}
+
+/// Folds stage two's result into a namespace.
+pub fn merge_bound(ns: &mut Netns, out: &Aggregated, started: Instant) {
+    let n = out.states.count(TcpState::BoundInactive);
+    ns.states.set(TcpState::BoundInactive, n);
+    ns.top_local.extend(
+        out.top_local
+            .iter()
+            .filter(|r| r.state == TcpState::BoundInactive)
+            .cloned(),
+    );
+    if let (Some(e), Some(b)) = (ns.ephemeral.as_mut(), out.ephemeral.as_ref()) {
+        e.bound_inactive_ports = b.bound_inactive_ports;
+    }
+    if let Some(d) = ns.dump.as_mut() {
+        d.bound_inactive = true;
+        d.states.push(TcpState::BoundInactive);
+        d.sockets += out.messages;
+        d.duration_ms += started.elapsed().as_secs_f64() * 1000.0;
+        d.exact &= out.exact;
+    }
+}
+
+/// Marks a namespace's bound-inactive count as known without a dump.
+pub fn bound_known_zero(ns: &mut Netns, why: &str) {
+    ns.states.set(TcpState::BoundInactive, 0);
+    if let Some(e) = ns.ephemeral.as_mut() {
+        e.bound_inactive_ports = Some(0);
+    }
+    if let Some(d) = ns.dump.as_mut() {
+        d.bound_inactive_note = Some(why.to_string());
+    }
+}
+
+/// ESTABLISHED = CurrEstab − CLOSE-WAIT: the kernel's CurrEstab counts both
+/// (tcp_set_state only decrements it when leaving ESTABLISHED or CLOSE-WAIT).
+fn derive_established(
+    ns: &mut Netns,
+    states: &mut StateCounts,
+    missing: &mut Vec<Missing>,
+    what: &str,
+) {
+    match ns.counter("Tcp", "CurrEstab") {
+        Some(cur) => {
+            let close_wait = states.count(TcpState::CloseWait) as i64;
+            states.set(TcpState::Established, (cur - close_wait).max(0) as u64);
+            ns.established_derived = true;
+        }
+        None => missing.push(Missing::new(
+            format!("ESTABLISHED count: {what}"),
+            "snmp Tcp CurrEstab was not readable, and stat does not dump ESTABLISHED sockets",
+        )),
+    }
+}
+
+/// One dump for a small namespace; as many parts as cores for a big one (each part
+/// walks the kernel's table but builds messages only for its own port range).
+fn auto_parts(ns: &Netns, mode: DumpMode) -> usize {
+    let s = &ns.sockstat;
+    let mut sockets = s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0) + s.tcp_tw.unwrap_or(0);
+    if mode == DumpMode::WithoutEstablished {
+        sockets = sockets.saturating_sub(ns.counter("Tcp", "CurrEstab").unwrap_or(0).max(0) as u64);
+    }
+    if sockets < PARALLEL_DUMP_MIN_SOCKETS {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(8)
+    }
+}
+
+/// Splits the local-port space into `parts` ranges and dumps each on its own
+/// thread with its own netlink socket (opened here, so in this namespace).
+fn parallel_dump(
+    states: u32,
+    parts: usize,
+    agg: &AggregateOptions,
+) -> Result<(SocketAggregate, u64), String> {
+    let ranges = port_ranges(parts);
+    let mut conns = Vec::with_capacity(parts);
+    for _ in 0..parts {
+        conns.push(SockDiag::open().map_err(|e| e.to_string())?);
+    }
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = conns
+            .into_iter()
+            .zip(ranges)
+            .map(|(mut conn, range)| {
+                scope.spawn(move || {
+                    let mut a = SocketAggregate::new(agg.clone());
+                    let req = DumpRequest {
+                        family: Family::Both,
+                        states,
+                        sport: range,
+                    };
+                    conn.dump(&req, |s| a.add(s))
+                        .map(|st| (a, st.messages))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut total: Option<SocketAggregate> = None;
+    let mut messages = 0;
+    for r in results {
+        let (a, n) = r.unwrap_or_else(|_| Err("a dump thread panicked".to_string()))?;
+        messages += n;
+        match total.as_mut() {
+            Some(t) => t.merge(a),
+            None => total = Some(a),
+        }
+    }
+    Ok((
+        total.unwrap_or_else(|| SocketAggregate::new(agg.clone())),
+        messages,
+    ))
+}
+
+/// `parts` contiguous local-port ranges covering 0..=65535 (`None` for one part).
+fn port_ranges(parts: usize) -> Vec<Option<(u16, u16)>> {
+    if parts <= 1 {
+        return vec![None];
+    }
+    let step = 65536 / parts as u32;
+    (0..parts as u32)
+        .map(|i| {
+            let lo = i * step;
+            let hi = if i + 1 == parts as u32 {
+                65535
+            } else {
+                (i + 1) * step - 1
+            };
+            Some((lo as u16, hi as u16))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_cover_everything_once() {
+        assert_eq!(port_ranges(1), vec![None]);
+        let r = port_ranges(3);
+        assert_eq!(r[0], Some((0, 21844)));
+        assert_eq!(r[2].unwrap().1, 65535);
+        for w in r.windows(2) {
+            assert_eq!(w[0].unwrap().1 as u32 + 1, w[1].unwrap().0 as u32);
+        }
+    }
+
+    #[test]
+    fn stage_one_never_asks_for_bound_inactive() {
+        let full = CollectOptions::default();
+        assert_eq!(main_states(&full), ALL_STATES);
+        let stat = CollectOptions {
+            mode: DumpMode::WithoutEstablished,
+            ..Default::default()
+        };
+        assert_eq!(main_states(&stat), ALL_STATES & !2);
+        let only_bound = CollectOptions {
+            states: Some(BOUND_INACTIVE_BIT),
+            ..Default::default()
+        };
+        assert_eq!(main_states(&only_bound), 0);
+        assert!(wants_bound(&only_bound) && wants_bound(&full));
+        let listen = CollectOptions {
+            states: Some(1 << 10),
+            ..Default::default()
+        };
+        assert!(!wants_bound(&listen));
+    }
+}
