@@ -255,26 +255,36 @@ impl TestNetns {
         self.children.last_mut().unwrap()
     }
 
-    /// Runs support/statemaker.py inside and waits until every state is in place.
-    pub fn start_state_maker(&mut self) -> StateMaker {
-        let script = support_dir().join("statemaker.py");
-        let inode = self.inode().to_string();
-        let mut cmd = self.cmd(&["python3", script.to_str().unwrap(), "--netns-inode", &inode]);
+    /// Runs a support script inside the namespace and returns the JSON line it prints
+    /// when ready (and its pid). It runs until the namespace is dropped.
+    pub fn start_support(&mut self, script: &str, args: &[&str]) -> (u32, Value) {
+        let path = support_dir().join(script);
+        let mut full = vec!["python3", path.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let mut cmd = self.cmd(&full);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let child = self.spawn(&mut cmd);
-        let child_pid = child.id();
+        let pid = child.id();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
-            .expect("read statemaker output");
+            .expect("read the support script's output");
         assert!(
             !line.is_empty(),
-            "statemaker.py exited before it was ready (see its stderr above)"
+            "{script} exited before it was ready (see its stderr above)"
         );
-        let info: Value = serde_json::from_str(line.trim()).expect("statemaker JSON line");
+        let v =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {line}"));
+        (pid, v)
+    }
+
+    /// Runs support/statemaker.py inside and waits until every state is in place.
+    pub fn start_state_maker(&mut self) -> StateMaker {
+        let inode = self.inode().to_string();
+        let (pid, info) = self.start_support("statemaker.py", &["--netns-inode", &inode]);
         assert!(
             info["settled"].as_bool() == Some(true),
             "statemaker did not reach every state: expected {} observed {}",
@@ -283,7 +293,7 @@ impl TestNetns {
         );
         let sm = StateMaker::from_json(info);
         // `ip netns exec` execs the command, so the child is the state maker itself.
-        assert_eq!(sm.pid, child_pid, "statemaker pid");
+        assert_eq!(sm.pid, pid, "statemaker pid");
         sm
     }
 
@@ -894,6 +904,55 @@ pub fn top_diffs(
     for ((state, ep), n) in ss {
         if required(state) && !seen.contains(&(state.clone(), *ep)) {
             errs.push(format!("{state} {ep}: ss has {n}, missing in sockmedic"));
+        }
+    }
+    errs
+}
+
+/// Differences between a top table cut at `n` rows per state and ss's aggregation,
+/// allowing for bounded counting: every row's true count must lie in
+/// `[count - error, count]`, each state has `min(n, distinct)` rows, and an endpoint
+/// busier than the n-th busiest of its state must be listed.
+pub fn top_n_diffs(
+    rows: &[TopRow],
+    ss: &BTreeMap<(String, SocketAddr), u64>,
+    n: usize,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in rows {
+        if !seen.insert((r.state.clone(), r.endpoint)) {
+            errs.push(format!("duplicate row {} {}", r.state, r.endpoint));
+        }
+        let truth = ss.get(&(r.state.clone(), r.endpoint)).copied().unwrap_or(0);
+        if truth > r.count || truth < r.count.saturating_sub(r.error) {
+            errs.push(format!(
+                "{} {}: sockmedic {} (error {}), ss {}",
+                r.state, r.endpoint, r.count, r.error, truth
+            ));
+        }
+    }
+    let mut per_state: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for ((state, _), c) in ss {
+        per_state.entry(state.as_str()).or_default().push(*c);
+    }
+    for (state, mut counts) in per_state {
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let listed = rows.iter().filter(|r| r.state == state).count();
+        if listed != n.min(counts.len()) {
+            errs.push(format!(
+                "{state}: {listed} rows, want {} of {}",
+                n.min(counts.len()),
+                counts.len()
+            ));
+        }
+        let kth = counts.get(n - 1).copied().unwrap_or(0);
+        for ((s, ep), c) in ss {
+            if s == state && *c > kth && !seen.contains(&(s.clone(), *ep)) {
+                errs.push(format!(
+                    "{state} {ep}: ss has {c}, more than the {n}th busiest ({kth}), not listed"
+                ));
+            }
         }
     }
     errs

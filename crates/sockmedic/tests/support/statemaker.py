@@ -40,7 +40,8 @@ JSON line on stdout, then holds everything until stdin closes or it is killed. T
    "orphans": n,                            # full sockets closed by the application
    "listeners": [{"local", "backlog", "accept_queue", "syn_recv"}],
    "ports": {"v4": {scenario: port}, "v6": {...}}, "bound_ports": [...],
-   "observed": {STATE: count}}              # /proc/net/tcp{,6} at ready time
+   "observed": {STATE: count},              # /proc/net/tcp{,6} at ready time
+   "baseline": {STATE: count}}              # ... and before it made anything
 """
 
 import argparse
@@ -421,6 +422,10 @@ def main():
     if args.netns_inode is not None and own != args.netns_inode:
         die(f"running in netns {own}, not in the expected {args.netns_inode}")
 
+    # A connect or accept that hangs (a drop rule hitting the wrong connection) fails
+    # the test instead of hanging it.
+    socket.setdefaulttimeout(20)
+
     # Keep half-open and closing sockets alive for the length of a test (these are
     # per-namespace sysctls).
     write_sysctl("tcp_syn_retries", 10)
@@ -429,6 +434,9 @@ def main():
     nft(f"add table inet {NFT_TABLE}\n"
         f"add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; }}\n")
 
+    # Sockets already in the namespace (another helper's): what this script makes
+    # comes on top of them.
+    baseline = proc_net_counts()
     held = []
     expect = {s: 0 for s in STATES}
     proc = {}
@@ -446,7 +454,7 @@ def main():
     deadline = time.monotonic() + args.settle
     while True:
         observed = proc_net_counts()
-        settled = all(observed.get(s, 0) == n for s, n in want.items())
+        settled = all(observed.get(s, 0) == baseline.get(s, 0) + n for s, n in want.items())
         if settled or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -463,6 +471,7 @@ def main():
         ports={f.key: f.ports for f in fams},
         bound_ports=[b for f in fams for b in f.bound_ports],
         observed=observed,
+        baseline=baseline,
     )
     print(json.dumps(out, sort_keys=True), flush=True)
     if not settled:
