@@ -4,6 +4,7 @@
 //! [`sockmedic_model::Missing`] entry and the rest of the Snapshot is still built.
 
 pub mod aggregate;
+pub mod cgroup;
 mod namespace;
 pub mod netns;
 pub mod procfs;
