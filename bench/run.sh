@@ -237,14 +237,14 @@ if [[ $SKIP_SM == 0 ]]; then
 	sm "$OUTDIR/sockets-self.json" ns sockets --json --netns self
 	check_json "sockmedic sockets --json --netns self" "$OUTDIR/sockets-self.json" "$OUTDIR/counts.sockets-self"
 	compare "sockmedic sockets --netns self" "$OUTDIR/counts.sockets-self" "$OUTDIR/counts.floor"
-	sm "$OUTDIR/stat.json" stat --json --netns "$NS"
+	sm "$OUTDIR/stat.json" stat --no-procs --json --netns "$NS"
 	check_json "sockmedic stat --json" "$OUTDIR/stat.json" "$OUTDIR/counts.stat"
 	if [[ -s $OUTDIR/counts.stat ]]; then
 		compare "sockmedic stat --netns $NS" "$OUTDIR/counts.stat" "$OUTDIR/counts.floor"
 	else
 		log "sockmedic stat --json has no per-state counts for $NS: not compared"
 	fi
-	sm "$OUTDIR/stat.txt" stat --netns "$NS"
+	sm "$OUTDIR/stat.txt" stat --no-procs --netns "$NS"
 fi
 
 # ---------------------------------------------------------------- timing
@@ -257,7 +257,7 @@ add floor ns 0 "floor: sock_diag dump + count (C)" "$FLOOR"
 if [[ $SKIP_SM == 0 ]]; then
 	add sockets host 0 "sockmedic sockets --json --netns $NS" "$SM sockets --json --netns $NS"
 	add sockets_self ns 0 "ip netns exec $NS sockmedic sockets --json --netns self" "$SM sockets --json --netns self"
-	add stat host 0 "sockmedic stat --netns $NS" "$SM stat --netns $NS"
+	add stat host 0 "sockmedic stat --no-procs --netns $NS" "$SM stat --no-procs --netns $NS"
 fi
 add ss_s ns 0 "ss -s" "ss -s"
 add ss_tan ns 0 "ss -tan (to /dev/null)" "ss -tan"
