@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod netns;
 pub mod procfs;
+pub mod procscan;
 mod snapshot;
 pub mod sockdiag;
 
