@@ -8,6 +8,7 @@ pub mod cgroup;
 mod namespace;
 pub mod netns;
 pub mod procfs;
+pub mod procscan;
 mod snapshot;
 pub mod sockdiag;
 
