@@ -5,8 +5,56 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+
+type ListenerRow = (SocketAddr, u64, u64, u64);
+
+/// (local, accept queue, backlog, SYN-RECV) per listener, as ss shows them.
+fn ss_listeners(ss: &SsTable) -> Vec<ListenerRow> {
+    let syn_recv = ss.syn_recv_per_listener();
+    let mut v: Vec<ListenerRow> = ss
+        .rows
+        .iter()
+        .filter(|r| r.state == "LISTEN")
+        .map(|r| (r.local, r.recv_q, r.send_q, syn_recv[&r.local]))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The same, from a report namespace.
+fn listeners_of(n: &Value) -> Vec<ListenerRow> {
+    let mut v: Vec<ListenerRow> = n["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                parse_endpoint(l["local"].as_str().unwrap()),
+                l["accept_queue"].as_u64().unwrap(),
+                l["backlog"].as_u64().unwrap(),
+                l["syn_recv"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_parallel(n: &Value) {
+    let parallel = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1);
+    if parallel > 1 {
+        assert!(
+            n["dump"]["parts"].as_u64().unwrap_or(0) >= 2,
+            "this test is meant to cover the parallel dump (if its threshold moved, make more sockets): {}",
+            n["dump"]
+        );
+    }
+}
 
 const PAIRS: &str = "26000";
 const TOP: usize = 20;
@@ -31,16 +79,7 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
     );
     let report = run.report();
     let n = only_netns(report);
-    let parallel = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1);
-    if parallel > 1 {
-        assert!(
-            n["dump"]["parts"].as_u64().unwrap_or(0) >= 2,
-            "this test is meant to cover the parallel dump (if its threshold moved, raise PAIRS): {}",
-            n["dump"]
-        );
-    }
+    assert_parallel(n);
 
     let bi = ns.bound_inactive();
     let all = ss.merged(&bi);
@@ -57,29 +96,8 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
     assert_eq!(states["ESTABLISHED"], sm.expect["ESTABLISHED"] + 2 * pairs);
 
     // Listeners, including the ones on the seam.
-    let syn_recv = ss.syn_recv_per_listener();
-    let mut want: Vec<(SocketAddr, u64, u64, u64)> = ss
-        .rows
-        .iter()
-        .filter(|r| r.state == "LISTEN")
-        .map(|r| (r.local, r.recv_q, r.send_q, syn_recv[&r.local]))
-        .collect();
-    want.sort();
-    let mut got: Vec<(SocketAddr, u64, u64, u64)> = n["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                parse_endpoint(l["local"].as_str().unwrap()),
-                l["accept_queue"].as_u64().unwrap(),
-                l["backlog"].as_u64().unwrap(),
-                l["syn_recv"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    got.sort();
-    assert_eq!(got, want, "listeners");
+    let got = listeners_of(n);
+    assert_eq!(got, ss_listeners(&ss), "listeners");
     for l in bulk["listeners"].as_array().unwrap() {
         let ep = parse_endpoint(l.as_str().unwrap());
         assert!(got.iter().any(|g| g.0 == ep), "listener {ep}");
@@ -195,4 +213,80 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
         &all,
         n,
     );
+}
+
+#[test]
+fn many_listeners_stat_dumps_in_parts_and_matches_ss() {
+    let mut ns = TestNetns::new("big-listen");
+    // 52 000 listeners (26 000 ports on 127.0.0.1 and ::1) across the seam at 32768:
+    // not in CurrEstab, so `stat` dumps every one of them.
+    let (_, bulk) = ns.start_support(
+        "bulk.py",
+        &[
+            "--pairs",
+            "0",
+            "--holders",
+            "4",
+            "--listen-ports",
+            "26000",
+            "--listen-base",
+            "20000",
+        ],
+    );
+    let backlog = bulk["listen_backlog"].as_u64().unwrap();
+    let sm = ns.start_state_maker();
+    let bi = ns.bound_inactive();
+    let mut required = DUMPABLE.to_vec();
+    required.push("BOUND-INACTIVE");
+
+    for command in ["stat", "sockets"] {
+        let top = TOP.to_string();
+        let (ss, run) = stable(
+            || ns.ss_tan(),
+            || sockmedic(&[command, "--json", "--netns", &ns.name, "--top", &top]),
+        );
+        let n = only_netns(run.report());
+        assert_parallel(n);
+        let all = ss.merged(&bi);
+        let states = states_of(n);
+        assert_no_diffs(
+            command,
+            &state_diffs(&states, &all.states(), &required, &[]),
+            &all,
+            n,
+        );
+        assert_eq!(states["LISTEN"], sm.expect["LISTEN"] + 52_000 + 4);
+        let curr = n["counters"]["Tcp"]["CurrEstab"].as_i64().unwrap();
+        assert_eq!(
+            states["ESTABLISHED"] as i64,
+            curr - states["CLOSE-WAIT"] as i64
+        );
+        assert_eq!(n["established_derived"], command == "stat");
+
+        let got = listeners_of(n);
+        let want = ss_listeners(&ss);
+        assert_eq!(got.len(), want.len(), "{command}: listeners");
+        let differ: Vec<_> = got
+            .iter()
+            .zip(&want)
+            .filter(|(g, w)| g != w)
+            .take(10)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{command}: listeners differ (sockmedic, ss): {differ:?}"
+        );
+        assert_eq!(got.iter().filter(|l| l.2 == backlog).count(), 52_000);
+
+        let mut local = all.by_local();
+        let mut remote = all.by_remote();
+        if command == "stat" {
+            local.retain(|(s, _), _| s != "ESTABLISHED");
+            remote.retain(|(s, _), _| s != "ESTABLISHED");
+        }
+        let rows = top_rows(n, "top_local");
+        assert_no_diffs(command, &top_n_diffs(&rows, &local, TOP), &all, n);
+        let rows = top_rows(n, "top_remote");
+        assert_no_diffs(command, &top_n_diffs(&rows, &remote, TOP), &all, n);
+    }
 }
