@@ -91,3 +91,71 @@ fn text_output_names_the_namespace() {
         );
     }
 }
+
+#[test]
+fn unnamed_namespace_is_found_through_its_processes() {
+    let mut ns = TestNetns::unnamed();
+    let holder = ns.holder_pid().unwrap();
+    let sm = ns.start_state_maker();
+    let inode = ns.inode();
+
+    let (ss, run) = stable(|| ns.ss_tan(), || sockmedic(&["sockets", "--json"]));
+    let report = run.report();
+    let found: Vec<_> = report["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["id"].as_u64() == Some(inode))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "the namespace of pid {holder} (inode {inode}) in the report once"
+    );
+    let n = found[0];
+    let names: Vec<&str> = n["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    let by_process = [
+        format!("pid {holder} (sleep)"),
+        format!("pid {} (python3)", sm.pid),
+    ];
+    assert!(
+        names.iter().any(|x| by_process.iter().any(|p| p == x)),
+        "named after a process in it ({by_process:?}): {names:?}"
+    );
+    assert_eq!(n["host"], false);
+    assert_eq!(
+        n["processes"].as_u64(),
+        Some(2),
+        "sleep and the state maker live in it"
+    );
+    let all = ss.merged(&ns.bound_inactive());
+    let mut required = DUMPABLE.to_vec();
+    required.push("BOUND-INACTIVE");
+    assert_no_diffs(
+        "unnamed namespace",
+        &state_diffs(&states_of(n), &all.states(), &required, &[]),
+        &all,
+        n,
+    );
+
+    // Selected by a pid living in it.
+    let pid = sm.pid.to_string();
+    let (ss, run) = stable(
+        || ns.ss_tan(),
+        || sockmedic(&["stat", "--json", "--netns", &pid]),
+    );
+    let n = only_netns(run.report());
+    assert_eq!(n["id"].as_u64(), Some(inode));
+    let all = ss.merged(&ns.bound_inactive());
+    assert_no_diffs(
+        "--netns PID",
+        &state_diffs(&states_of(n), &all.states(), &required, &[]),
+        &all,
+        n,
+    );
+}

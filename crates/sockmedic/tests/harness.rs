@@ -170,6 +170,40 @@ fn netns_guard_cleans_up_after_itself() {
         "process {pid} left behind"
     );
 
+    // An unnamed namespace goes with its processes.
+    let holder;
+    let inode;
+    {
+        let mut ns = TestNetns::unnamed();
+        holder = ns.holder_pid().unwrap();
+        inode = ns.inode();
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap();
+        assert_ne!(inode, std::os::unix::fs::MetadataExt::ino(&own));
+        let mut cmd = ns.cmd(&["sleep", "600"]);
+        cmd.stdin(Stdio::null());
+        ns.spawn(&mut cmd);
+        ns.exec_ok(&["sh", "-c", "sleep 600 >/dev/null 2>&1 </dev/null &"]);
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{holder}")).exists(),
+        "holder {holder} left behind"
+    );
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::metadata(e.path().join("ns/net"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok()
+                == Some(inode)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes left in the unnamed namespace: {left:?}"
+    );
+
     // Also when the test panics.
     let result = std::panic::catch_unwind(|| {
         let ns = TestNetns::new("harness-panic");

@@ -83,9 +83,15 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// A network namespace made for one test: `ip netns add sm-<test>-<pid>`, loopback up.
 /// Dropping it kills every process started inside, then deletes it.
+///
+/// [`TestNetns::unnamed`] makes one with no `ip netns` name instead, held only by a
+/// process (as a container's is): it vanishes when its processes are killed.
 pub struct TestNetns {
+    /// The `ip netns` name; empty for an unnamed namespace.
     pub name: String,
     children: Vec<Child>,
+    /// For an unnamed namespace: the process holding it, and its inode.
+    holder: Option<(u32, u64)>,
 }
 
 impl TestNetns {
@@ -101,18 +107,60 @@ impl TestNetns {
         let ns = TestNetns {
             name,
             children: Vec::new(),
+            holder: None,
         };
         ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
         ns
     }
 
-    /// `/run/netns/NAME`.
+    /// A namespace without an `ip netns` name, held by a `sleep` made with
+    /// `unshare --net`: sockmedic can only find it through its processes.
+    pub fn unnamed() -> TestNetns {
+        require_root();
+        let mut ns = TestNetns {
+            name: String::new(),
+            children: Vec::new(),
+            holder: None,
+        };
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "--", "sleep", "100000"])
+            .stdin(Stdio::null());
+        let pid = ns.spawn(&mut cmd).id();
+        // unshare execs sleep once the namespace is made.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let inode = loop {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let ino = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
+            match ino {
+                Ok(i) if i != own && comm.trim() == "sleep" => break i,
+                _ if Instant::now() > deadline => panic!("unshare --net did not start"),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        ns.holder = Some((pid, inode));
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The pid of the process holding an unnamed namespace.
+    pub fn holder_pid(&self) -> Option<u32> {
+        self.holder.map(|h| h.0)
+    }
+
+    /// `/run/netns/NAME`, or `/proc/PID/ns/net` of the holder of an unnamed one.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        match self.holder {
+            Some((pid, _)) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            None => PathBuf::from("/run/netns").join(&self.name),
+        }
     }
 
     /// The namespace's nsfs inode: its id in sockmedic's report.
     pub fn inode(&self) -> u64 {
+        if let Some((_, inode)) = self.holder {
+            return inode;
+        }
         std::fs::metadata(self.path())
             .expect("stat /run/netns/NAME")
             .ino()
@@ -120,6 +168,13 @@ impl TestNetns {
 
     /// A command that will run inside the namespace.
     pub fn cmd<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        if self.holder.is_some() {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", self.path().display()))
+                .arg("--")
+                .args(args);
+            return c;
+        }
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name]).args(args);
         c
@@ -298,6 +353,20 @@ impl TestNetns {
     }
 
     fn pids_inside(&self) -> Vec<u32> {
+        if let Some((_, inode)) = self.holder {
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            return dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                        .map(|m| m.ino())
+                        .ok()
+                        == Some(inode)
+                })
+                .collect();
+        }
         Command::new("ip")
             .args(["netns", "pids", &self.name])
             .output()
@@ -332,9 +401,11 @@ impl Drop for TestNetns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        if self.holder.is_none() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
     }
 }
 
