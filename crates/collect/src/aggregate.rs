@@ -319,7 +319,7 @@ impl SocketAggregate {
         }
         if let (Some(tally), Some(join)) = (self.joined.as_mut(), self.opts.join.as_deref()) {
             if s.inode != 0 {
-                tally.add(join, s.inode, state, s.local.v6);
+                tally.add(join, s.inode, state, s.local.v6, s.local.port);
             }
         }
         let cap = self.opts.top_capacity;
@@ -549,6 +549,12 @@ pub struct Aggregated {
     pub messages: u64,
 }
 
+fn keep_port(ports: &mut Vec<u16>, port: u16) {
+    if ports.len() < BOUND_PORTS_KEPT && !ports.contains(&port) {
+        ports.push(port);
+    }
+}
+
 fn sorted_counts(m: FxHashMap<u64, u64>) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = m.into_iter().collect();
     v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -612,7 +618,13 @@ pub struct ProcessTally {
     pub v6: Vec<u32>,
     /// Bit per position of the scan's socket list: found in a dump.
     pub found: Vec<u64>,
+    /// Some ports held by each process's bound-inactive sockets (at most
+    /// `BOUND_PORTS_KEPT`).
+    pub bound_ports: Vec<Vec<u16>>,
 }
+
+/// Bound ports kept per process: enough to name them, bounded.
+pub const BOUND_PORTS_KEPT: usize = 8;
 
 impl ProcessTally {
     fn new(join: &InodeLookup) -> ProcessTally {
@@ -620,14 +632,18 @@ impl ProcessTally {
             states: vec![[0; STATE_SLOTS]; join.process_count],
             v6: vec![0; join.process_count],
             found: vec![0; join.len().div_ceil(64)],
+            bound_ports: vec![Vec::new(); join.process_count],
         }
     }
-    fn add(&mut self, join: &InodeLookup, inode: u32, state: usize, v6: bool) {
+    fn add(&mut self, join: &InodeLookup, inode: u32, state: usize, v6: bool, port: u16) {
         for pos in join.positions(inode) {
             self.found[pos / 64] |= 1 << (pos % 64);
             let p = join.procs[pos] as usize;
             self.states[p][state] += 1;
             self.v6[p] += v6 as u32;
+            if state == TcpState::BoundInactive as usize {
+                keep_port(&mut self.bound_ports[p], port);
+            }
         }
     }
     /// Adds another tally (of another part or namespace) into this one.
@@ -642,6 +658,11 @@ impl ProcessTally {
         }
         for (a, b) in self.found.iter_mut().zip(other.found) {
             *a |= b;
+        }
+        for (a, b) in self.bound_ports.iter_mut().zip(other.bound_ports) {
+            for port in b {
+                keep_port(a, port);
+            }
         }
     }
     pub fn is_found(&self, pos: usize) -> bool {

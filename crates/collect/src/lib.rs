@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod cgroup;
 mod namespace;
 pub mod netns;
+mod processes;
 pub mod procfs;
 pub mod procscan;
 mod snapshot;

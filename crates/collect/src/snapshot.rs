@@ -1,10 +1,12 @@
 //! Builds a live [`Snapshot`]: host-wide figures from the initial namespace, then
 //! each selected network namespace on a thread that has entered it.
 
-use crate::aggregate::ProcessTally;
+use crate::aggregate::{InodeLookup, ProcessTally};
 use crate::namespace::{self, Job, NsResult};
 use crate::netns::{self, NetnsHandle};
+use crate::processes::{self, Naming};
 use crate::procfs::{self, ProcError};
+use crate::procscan::{self, ProcScan, ProcScanOptions};
 use crate::sockdiag;
 use sockmedic_model::{
     Closed, Host, HostLimits, HostSockstat, MemLimits, Missing, Netns, Snapshot, Source,
@@ -12,6 +14,7 @@ use sockmedic_model::{
 };
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How much of the socket tables to ask the kernel for.
@@ -92,9 +95,14 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     };
     let host_ns = scan.namespaces.iter().find(|n| n.host);
     snap.host = read_host(host_ns, &mut snap.missing);
+    let scanned = opts.processes.then(|| scan_processes(&mut snap.missing));
+    let join = scanned.as_ref().map(|ps| {
+        let pairs = ps.sockets.iter().map(|s| (s.inode, s.proc_idx));
+        Arc::new(InodeLookup::new(pairs, ps.procs.len()))
+    });
     let job = Job {
         opts: opts.clone(),
-        join: None,
+        join,
     };
     let results = namespace::for_each(&selected, |ns| namespace::collect(ns, &job));
     let mut tally: Option<ProcessTally> = None;
@@ -112,10 +120,23 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         let t = bound_stage(&mut snap, &selected, &job);
         merge_tally(&mut tally, t);
     }
+    if let Some(ps) = &scanned {
+        let naming = Naming::read(&opts.pods_dir, &opts.containers_dir, &mut snap.missing);
+        snap.processes =
+            processes::build(ps, tally.as_ref(), &mut snap.netns, &naming, opts.cmdline);
+    }
     let complete = opts.netns.is_none() && scan.missing.is_empty();
     snap.host.closed = closed_sockets(&snap, complete);
     snap.source.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     Ok(snap)
+}
+
+/// Every process's fds, before the dumps, so each dumped socket can be counted for
+/// the processes that hold it.
+fn scan_processes(missing: &mut Vec<Missing>) -> ProcScan {
+    let ps = procscan::scan(&ProcScanOptions::default());
+    missing.extend(ps.missing.iter().cloned());
+    ps
 }
 
 fn merge_tally(total: &mut Option<ProcessTally>, t: Option<ProcessTally>) {

@@ -311,6 +311,9 @@ pub struct Process {
     pub states: StateCounts,
     /// TCP sockets in state CLOSE held by this process: BOUND-INACTIVE + UNHASHED.
     pub unhashed: Option<u64>,
+    /// Some ports its BOUND-INACTIVE sockets hold (each one taken for every
+    /// destination).
+    pub bound_ports: Vec<u16>,
     /// What a sample of those CLOSE sockets really is (`pidfd_getfd` + TCP_INFO).
     pub unhashed_check: Option<UnhashedCheck>,
     /// Its listening sockets with their queues.
@@ -328,10 +331,10 @@ pub struct UnhashedCheck {
     /// Pending socket errors among them (`ECONNRESET`, `ECONNREFUSED`, `ETIMEDOUT`...),
     /// i.e. connections that failed and were never closed by the application.
     pub errors: BTreeMap<String, u64>,
-    /// Of those checked, bound to a local port.
-    pub bound: u64,
-    /// Some of the ports they hold.
-    pub ports: Vec<u16>,
+    /// Local ports they last used (getsockname). A socket reset after an automatic
+    /// bind keeps the number but no longer holds the port; the ones that do hold
+    /// their port are the BOUND-INACTIVE sockets (`Process::bound_ports`).
+    pub last_ports: Vec<u16>,
     /// Why no sample could be checked (e.g. no ptrace access), when none was.
     pub unavailable: Option<String>,
 }

@@ -96,18 +96,37 @@ fn run_as_nobody(nb: &NobodyBinary, prefix: &[&str], args: &[&str]) -> (Value, S
 #[test]
 fn non_root_host_run_lists_what_is_missing() {
     let nb = NobodyBinary::new("host");
+    // A namespace nobody cannot enter.
+    let mut ns = TestNetns::new("nonroot-host");
+    let _sm = ns.start_state_maker();
+    let id = ns.inode();
     for args in [&["sockets", "--json"][..], &["stat", "--json"][..]] {
         let (report, out) = run_as_nobody(&nb, &[], args);
-        let host = report["netns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["host"] == true)
-            .cloned();
+        let all = report["netns"].as_array().unwrap();
         assert!(
-            host.is_some(),
+            all.iter().any(|n| n["host"] == true),
             "the host namespace is still reported\n{out}"
         );
+        // What it could not enter, it does not count, and it says so.
+        if let Some(n) = all.iter().find(|n| n["id"].as_u64() == Some(id)) {
+            assert_eq!(
+                n["states"],
+                serde_json::json!({}),
+                "no counts for a namespace it could not enter\n{out}"
+            );
+            let mentioned = report["missing"].as_array().unwrap().iter().any(|m| {
+                let w = m["what"].as_str().unwrap_or("");
+                w.contains(&ns.name) || w.contains(&id.to_string())
+            });
+            assert!(mentioned, "missing names {}\n{out}", ns.name);
+        }
+        let closed = &report["host"]["closed"];
+        if !closed.is_null() {
+            assert_eq!(
+                closed["complete"], false,
+                "not every namespace was counted\n{out}"
+            );
+        }
     }
 }
 

@@ -111,13 +111,9 @@ fn details(rows: &[&Process], style: Style) -> String {
         if let Some(c) = &p.unhashed_check {
             if c.checked > 0 {
                 let mut s = format!(
-                    "{} of {} CLOSE sockets checked are in state CLOSE",
+                    "UNHASHED: {} of {} checked (pidfd_getfd + TCP_INFO) are in state CLOSE",
                     c.close, c.checked
                 );
-                if c.bound > 0 {
-                    let ports: Vec<String> = c.ports.iter().map(u16::to_string).collect();
-                    let _ = write!(s, ", {} bound (ports {})", c.bound, ports.join(", "));
-                }
                 if !c.errors.is_empty() {
                     let errs: Vec<String> =
                         c.errors.iter().map(|(e, n)| format!("{e} {n}")).collect();
@@ -127,6 +123,10 @@ fn details(rows: &[&Process], style: Style) -> String {
             } else if let Some(why) = &c.unavailable {
                 notes.push(format!("CLOSE sockets not checked: {why}"));
             }
+        }
+        if !p.bound_ports.is_empty() {
+            let ports: Vec<String> = p.bound_ports.iter().map(u16::to_string).collect();
+            notes.push(format!("BOUND: holds ports {}", ports.join(", ")));
         }
         if let Some(cmd) = p.cmdline.as_ref().filter(|c| !c.is_empty()) {
             notes.push(style.paint(Tone::Dim, cmd));

@@ -1,0 +1,328 @@
+//! Who holds it: the process scan joined with the sock_diag dumps, and each
+//! process, namespace and orphan named by its container and pod.
+
+use crate::aggregate::{ProcessTally, STATE_SLOTS};
+use crate::cgroup::{self, CgroupIds, KubeNames};
+use crate::procscan::{self, ProcInfo, ProcScan, SocketProto};
+use sockmedic_model::{Missing, Netns, Process, StateCounts, TcpState, UnhashedCheck};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+/// CLOSE sockets confirmed per process with `pidfd_getfd` + TCP_INFO: enough to
+/// say what they are, few enough to stay cheap with 40,000 of them.
+const CHECKS_PER_PROCESS: usize = 8;
+
+/// A process is reported when it holds sockets or uses this share of its fd limit.
+const FD_USE_REPORTED: f64 = 0.5;
+
+/// Where names come from.
+pub struct Naming {
+    pub kube: KubeNames,
+    pub cgroup_ids: Option<CgroupIds>,
+}
+
+impl Naming {
+    pub fn read(pods_dir: &Path, containers_dir: &Path, missing: &mut Vec<Missing>) -> Naming {
+        let kube = KubeNames::read(pods_dir, containers_dir);
+        for p in kube.problems() {
+            missing.push(Missing::new(
+                "pod and container names (kubelet's log directories)",
+                p.clone(),
+            ));
+        }
+        let cgroup_ids = match CgroupIds::read() {
+            Ok(ids) => Some(ids),
+            Err(why) => {
+                missing.push(Missing::new(
+                    "cgroup v2 ids (to attribute orphans to containers)",
+                    why,
+                ));
+                None
+            }
+        };
+        Naming { kube, cgroup_ids }
+    }
+}
+
+/// Container and pod of a cgroup path.
+struct Owner {
+    cgroup: Option<String>,
+    container: Option<String>,
+    container_name: Option<String>,
+    pod: Option<String>,
+}
+
+fn owner_of(path: Option<String>, naming: &Naming) -> Owner {
+    let ident = path.as_deref().map(cgroup::identify).unwrap_or_default();
+    let pod = naming
+        .kube
+        .pod_of(&ident)
+        .map(str::to_string)
+        .or_else(|| ident.pod_uid.clone());
+    let container_name = ident
+        .container_id
+        .as_deref()
+        .and_then(|id| naming.kube.container(id))
+        .map(str::to_string);
+    Owner {
+        cgroup: path,
+        container: ident.container_id,
+        container_name,
+        pod,
+    }
+}
+
+/// Builds the `processes` section and names namespaces and orphans after their
+/// pods. `dumped` are the namespaces whose sockets were dumped: a TCP fd of a
+/// process in one of them that no dump returned is in no table (UNHASHED).
+pub fn build(
+    scan: &ProcScan,
+    tally: Option<&ProcessTally>,
+    netns: &mut [Netns],
+    naming: &Naming,
+    cmdline: bool,
+) -> Vec<Process> {
+    let dumped: HashSet<u64> = netns
+        .iter()
+        .filter(|n| n.dump.is_some())
+        .map(|n| n.id)
+        .collect();
+    let unfound = unfound_by_process(scan, tally);
+    let mut out = Vec::new();
+    for (idx, info) in scan.procs.iter().enumerate() {
+        let in_dumped = info.netns.is_some_and(|id| dumped.contains(&id));
+        if !in_dumped && !info.thread_netns.iter().any(|id| dumped.contains(id)) {
+            continue;
+        }
+        if !reported(info) {
+            continue;
+        }
+        let mut p = base_process(info, cmdline, naming);
+        if let Some(t) = tally {
+            fill_found(&mut p, t, idx);
+        }
+        classify_unfound(
+            &mut p,
+            info,
+            unfound.get(&idx).map(Vec::as_slice).unwrap_or(&[]),
+        );
+        out.push(p);
+    }
+    attach_listeners(&mut out, scan, netns);
+    name_namespaces(netns, &out);
+    name_orphan_owners(netns, naming);
+    out
+}
+
+fn reported(info: &ProcInfo) -> bool {
+    let near_limit = match info.fd_soft {
+        Some(l) if l > 0 && l != u64::MAX => info.fds as f64 >= l as f64 * FD_USE_REPORTED,
+        _ => false,
+    };
+    info.socket_fds > 0 || near_limit
+}
+
+fn base_process(info: &ProcInfo, cmdline: bool, naming: &Naming) -> Process {
+    let owner = owner_of(
+        info.cgroup.as_deref().and_then(cgroup::process_cgroup_path),
+        naming,
+    );
+    Process {
+        pid: info.pid,
+        comm: info.comm.clone(),
+        cmdline: cmdline.then(|| info.cmdline.clone()),
+        uid: Some(info.uid),
+        netns: info.netns,
+        thread_netns: info.thread_netns.clone(),
+        cgroup: owner.cgroup,
+        container: owner.container,
+        container_name: owner.container_name,
+        pod: owner.pod,
+        fds: info.fds_read.then_some(info.fds),
+        fd_limit: info.fd_soft,
+        fd_limit_hard: info.fd_hard,
+        socket_fds: info.fds_read.then_some(info.socket_fds),
+        ..Process::default()
+    }
+}
+
+/// The socket fds (fd, inode) that no dump returned, per process index.
+fn unfound_by_process(
+    scan: &ProcScan,
+    tally: Option<&ProcessTally>,
+) -> HashMap<usize, Vec<(u32, u32)>> {
+    let mut out: HashMap<usize, Vec<(u32, u32)>> = HashMap::new();
+    for (pos, s) in scan.sockets.iter().enumerate() {
+        if !tally.is_some_and(|t| t.is_found(pos)) {
+            out.entry(s.proc_idx as usize)
+                .or_default()
+                .push((s.fd, s.inode));
+        }
+    }
+    out
+}
+
+/// The states of the sockets the dumps returned for process `idx`.
+fn fill_found(p: &mut Process, t: &ProcessTally, idx: usize) {
+    let mut states = StateCounts::default();
+    let mut found = 0;
+    for slot in 1..STATE_SLOTS {
+        let Some(state) = TcpState::from_kernel(slot as u8) else {
+            continue;
+        };
+        let n = t.states[idx][slot] as u64;
+        found += n;
+        if state != TcpState::Close && (n > 0 || state == TcpState::BoundInactive) {
+            states.add(state, n);
+        }
+    }
+    let v6 = t.v6[idx] as u64;
+    if found > v6 {
+        p.sockets_by_proto.insert("TCP".into(), found - v6);
+    }
+    if v6 > 0 {
+        p.sockets_by_proto.insert("TCPv6".into(), v6);
+    }
+    p.bound_ports = t.bound_ports[idx].clone();
+    p.states = states;
+}
+
+/// Socket fds no dump returned: their protocol says what they are; a TCP one the
+/// process still holds is in no table (UNHASHED), and a sample is confirmed.
+fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)]) {
+    let mut unhashed = 0u64;
+    let mut check = UnhashedCheck::default();
+    let mut tried = 0;
+    for &(fd, inode) in fds {
+        let Ok(proto) = procscan::socket_proto(info.pid, fd) else {
+            continue;
+        };
+        let tcp = matches!(proto, SocketProto::Tcp | SocketProto::Tcp6);
+        // Closed (and the fd number reused) between the scan and the dump: not ours.
+        if tcp && !procscan::still_holds(info.pid, fd, inode) {
+            continue;
+        }
+        *p.sockets_by_proto
+            .entry(proto.name().to_string())
+            .or_insert(0) += 1;
+        if !tcp {
+            continue;
+        }
+        unhashed += 1;
+        if tried < CHECKS_PER_PROCESS {
+            tried += 1;
+            sample(&mut check, info.pid, fd);
+        }
+    }
+    let bound = p.states.count(TcpState::BoundInactive);
+    if unhashed > 0 {
+        p.states.set(TcpState::Unhashed, unhashed);
+    }
+    p.unhashed = Some(unhashed + bound);
+    if tried > 0 {
+        p.unhashed_check = Some(check);
+    }
+}
+
+/// Duplicates one socket with `pidfd_getfd` and reads what it is.
+fn sample(check: &mut UnhashedCheck, pid: u32, fd: u32) {
+    match procscan::check_socket(pid, fd) {
+        Ok(c) => {
+            check.checked += 1;
+            check.close += (c.tcp_state == 7) as u64;
+            if c.so_error != 0 {
+                *check.errors.entry(errno_name(c.so_error)).or_insert(0) += 1;
+            }
+            if c.local_port != 0
+                && check.last_ports.len() < 8
+                && !check.last_ports.contains(&c.local_port)
+            {
+                check.last_ports.push(c.local_port);
+            }
+        }
+        Err(e) if check.checked == 0 => check.unavailable = Some(format!("pidfd_getfd: {e}")),
+        Err(_) => {}
+    }
+}
+
+/// The names of the errors a failed connection leaves in SO_ERROR.
+fn errno_name(e: i32) -> String {
+    match e {
+        32 => "EPIPE".into(),
+        101 => "ENETUNREACH".into(),
+        103 => "ECONNABORTED".into(),
+        104 => "ECONNRESET".into(),
+        110 => "ETIMEDOUT".into(),
+        111 => "ECONNREFUSED".into(),
+        113 => "EHOSTUNREACH".into(),
+        n => format!("errno {n}"),
+    }
+}
+
+/// Gives each process its listening sockets (matched by inode).
+fn attach_listeners(procs: &mut [Process], scan: &ProcScan, netns: &[Netns]) {
+    let by_pid: HashMap<u32, usize> = procs.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+    for l in netns.iter().flat_map(|n| n.listeners.iter()) {
+        for s in scan.sockets.lookup(l.inode) {
+            let pid = scan.procs[s.proc_idx as usize].pid;
+            if let Some(&i) = by_pid.get(&pid) {
+                if !procs[i].listeners.iter().any(|x| x.inode == l.inode) {
+                    procs[i].listeners.push(l.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A namespace owned by a pod (or a container) gets its name, first.
+fn name_namespaces(netns: &mut [Netns], procs: &[Process]) {
+    for ns in netns.iter_mut().filter(|n| !n.host) {
+        let mut pods: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut containers: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in procs.iter().filter(|p| p.netns == Some(ns.id)) {
+            if let Some(pod) = &p.pod {
+                *pods.entry(pod).or_insert(0) += 1;
+            } else if let Some(c) = &p.container {
+                *containers.entry(c).or_insert(0) += 1;
+            }
+        }
+        let name = match (most(&pods), most(&containers)) {
+            (Some(pod), _) => format!("pod {pod}"),
+            (None, Some(c)) => format!("container {c}"),
+            _ => continue,
+        };
+        ns.pod = most(&pods).map(str::to_string);
+        if !ns.names.contains(&name) {
+            ns.names.insert(0, name);
+        }
+    }
+}
+
+fn most<'a>(m: &BTreeMap<&'a str, usize>) -> Option<&'a str> {
+    m.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k)
+}
+
+/// Orphans have no process: their creating cgroup names the container and pod.
+fn name_orphan_owners(netns: &mut [Netns], naming: &Naming) {
+    let Some(ids) = &naming.cgroup_ids else {
+        return;
+    };
+    for o in netns.iter_mut().flat_map(|n| n.orphan_owners.iter_mut()) {
+        let owner = owner_of(ids.path(o.cgroup_id).map(str::to_string), naming);
+        o.cgroup = owner.cgroup;
+        o.container = owner.container;
+        o.pod = owner.pod;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(104), "ECONNRESET");
+        assert_eq!(errno_name(111), "ECONNREFUSED");
+        assert_eq!(errno_name(5), "errno 5");
+    }
+}
