@@ -54,8 +54,9 @@ pub enum Command {
 pub struct StatArgs {
     #[command(flatten)]
     pub scan: ScanArgs,
-    /// Skip the process scan (no `processes` section; faster on a host with
-    /// millions of fds).
+    /// Skip the process scan: no `processes` section, and ESTABLISHED is taken from
+    /// snmp CurrEstab − CLOSE-WAIT instead of dumped (the fast path on a host with
+    /// a million connections).
     #[arg(long)]
     pub no_procs: bool,
 }

@@ -30,8 +30,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
     match cli.command.unwrap_or(Command::Stat(Default::default())) {
         Command::Stat(args) => {
+            // Attributing sockets to processes needs every socket dumped; without
+            // the process scan, ESTABLISHED is derived from CurrEstab instead.
+            let mode = if args.no_procs {
+                DumpMode::WithoutEstablished
+            } else {
+                DumpMode::Full
+            };
             let opts = CollectOptions {
-                mode: DumpMode::WithoutEstablished,
+                mode,
                 processes: !args.no_procs,
                 ..scan_options(&common, &args.scan)
             };
