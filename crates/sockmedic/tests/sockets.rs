@@ -506,12 +506,15 @@ fn unknown_netns_is_one_clear_error() {
 }
 
 #[test]
-#[ignore = "the process scan (processes[]) is not written yet: README says next release"]
-fn process_holdings_include_unhashed_sockets() {
-    let mut ns = TestNetns::new("sockets-process");
+fn procs_holdings_include_unhashed_sockets() {
+    let mut ns = TestNetns::new("procs-holdings");
     let sm = ns.start_state_maker();
-    let (_, report) = sockets_in(&ns, &[]);
-    let n = only_netns(&report);
+    let (ss, run) = stable(
+        || ns.ss_tan(),
+        || sockmedic(&["procs", "--json", "--netns", &ns.name]),
+    );
+    let report = run.report();
+    let n = only_netns(report);
     let procs = report["processes"].as_array().expect("processes array");
     let p = procs
         .iter()
@@ -525,19 +528,65 @@ fn process_holdings_include_unhashed_sockets() {
     let diag = serde_json::to_string_pretty(p).unwrap();
     assert_eq!(p["netns"], n["id"], "process netns\n{diag}");
     assert_eq!(p["comm"], "python3", "{diag}");
-    let got: BTreeMap<String, u64> = states_of(p)
-        .into_iter()
-        .filter(|(k, v)| *v > 0 && k != "UNHASHED")
-        .collect();
+
+    // Every socket it holds, by state; UNHASHED: never used, or reset and auto-bound.
+    let got: BTreeMap<String, u64> = states_of(p).into_iter().filter(|(_, v)| *v > 0).collect();
+    let mut want = sm.process_states.clone();
+    want.insert("UNHASHED".into(), sm.unhashed);
     assert_eq!(
-        got, sm.process_states,
+        got, want,
         "states of the sockets the state maker holds\n{diag}"
     );
+    // `unhashed` counts both kinds of CLOSE socket (model: BOUND-INACTIVE + UNHASHED).
+    let close = sm.unhashed + sm.process_states["BOUND-INACTIVE"];
     assert_eq!(
         p["unhashed"].as_u64(),
-        Some(sm.unhashed),
-        "never-used and reset sockets held\n{diag}"
+        Some(close),
+        "CLOSE sockets held\n{diag}"
     );
-    let held: u64 = sm.process_states.values().sum::<u64>() + sm.unhashed;
+    let held: u64 = want.values().sum();
     assert_eq!(p["socket_fds"].as_u64(), Some(held), "socket fds\n{diag}");
+    let by_proto: u64 = p["sockets_by_proto"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_proto, held, "sockets_by_proto\n{diag}");
+    assert!(p["fds"].as_u64().unwrap() >= held, "{diag}");
+    let check = &p["unhashed_check"];
+    if !check.is_null() {
+        let checked = check["checked"].as_u64().unwrap();
+        assert!(checked > 0 && checked <= close, "unhashed_check\n{diag}");
+        assert_eq!(
+            check["close"].as_u64(),
+            Some(checked),
+            "every sampled socket is CLOSE\n{diag}"
+        );
+    }
+
+    // Its listeners, with the queues ss shows.
+    let syn_recv = ss.syn_recv_per_listener();
+    let mut want: Vec<(SocketAddr, u64, u64, u64)> = ss
+        .rows
+        .iter()
+        .filter(|r| r.state == "LISTEN")
+        .map(|r| (r.local, r.recv_q, r.send_q, syn_recv[&r.local]))
+        .collect();
+    want.sort();
+    let mut got: Vec<(SocketAddr, u64, u64, u64)> = p["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                parse_endpoint(l["local"].as_str().unwrap()),
+                l["accept_queue"].as_u64().unwrap(),
+                l["backlog"].as_u64().unwrap(),
+                l["syn_recv"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "the state maker's listeners");
 }
