@@ -590,3 +590,98 @@ fn procs_holdings_include_unhashed_sockets() {
     got.sort();
     assert_eq!(got, want, "the state maker's listeners");
 }
+
+/// With `--state listen` the listeners' SYN-RECV counts must still be right (or the
+/// SYN-RECV sockets dumped for them): a listener with half-open connections must not
+/// be reported with none.
+#[test]
+fn state_filter_keeps_listener_syn_recv() {
+    let mut ns = TestNetns::new("sockets-listen-only");
+    let _sm = ns.start_state_maker();
+    let (ss, report) = sockets_in(&ns, &["--state", "listen"]);
+    let n = only_netns(&report);
+    let want = ss.syn_recv_per_listener();
+    let got: BTreeMap<SocketAddr, u64> = n["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                parse_endpoint(l["local"].as_str().unwrap()),
+                l["syn_recv"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        want,
+        "sockets --state listen: SYN-RECV per listener (sockmedic, ss)\n--- ss\n{}",
+        ss.filter(|r| r.state == "SYN-RECV").text()
+    );
+}
+
+/// With a state filter the ephemeral-port figures cover only the states dumped: they
+/// must not claim to include ESTABLISHED (or claim zero) when it was not dumped.
+#[test]
+fn state_filter_does_not_claim_complete_ephemeral_use() {
+    let mut ns = TestNetns::new("sockets-state-ephemeral");
+    let _sm = ns.start_state_maker();
+    for states in ["listen", "time-wait,close-wait"] {
+        let (_, report) = sockets_in(&ns, &["--state", states]);
+        let n = only_netns(&report);
+        let e = &n["ephemeral"];
+        assert!(
+            e.is_null() || e["includes_established"] == false,
+            "sockets --state {states}: ephemeral use from a dump without ESTABLISHED claims to include it: {e}"
+        );
+    }
+}
+
+/// Odd but valid arguments: an answer or one clear error, never a panic.
+#[test]
+fn odd_arguments_never_panic() {
+    require_root();
+    for args in [
+        &["sockets", "--json", "--top", "0"][..],
+        &["sockets", "--json", "--port", "0", "--netns", "self"][..],
+        &[
+            "sockets",
+            "--json",
+            "--state",
+            "listen,listen",
+            "--netns",
+            "self",
+        ][..],
+        &["sockets", "--json", "--state", "closed"][..],
+        &["sockets", "--json", "--state", "unhashed"][..],
+        &["sockets", "--json", "--netns", ""][..],
+        &["sockets", "--json", "--netns", "4294967296000"][..],
+        &["sockets", "--json", "--netns", "../../etc/passwd"][..],
+        &["stat", "--json", "--top", "0", "--netns", "self"][..],
+        &["procs", "--json", "--top", "0", "--netns", "self"][..],
+    ] {
+        let run = sockmedic(args);
+        run.assert_no_panic();
+        let code = run.output.status.code();
+        assert!(
+            matches!(code, Some(0) | Some(3)),
+            "exit 0 or 3\n{}",
+            run.describe()
+        );
+        if code == Some(3) {
+            assert_eq!(
+                run.stderr().trim().lines().count(),
+                1,
+                "one line\n{}",
+                run.describe()
+            );
+        } else {
+            assert_eq!(
+                run.json.as_ref().map(|j| j["schema"].clone()),
+                Some(SCHEMA.into()),
+                "{}",
+                run.describe()
+            );
+        }
+    }
+}
