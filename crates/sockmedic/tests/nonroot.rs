@@ -100,7 +100,11 @@ fn non_root_host_run_lists_what_is_missing() {
     let mut ns = TestNetns::new("nonroot-host");
     let _sm = ns.start_state_maker();
     let id = ns.inode();
-    for args in [&["sockets", "--json"][..], &["stat", "--json"][..]] {
+    for args in [
+        &["sockets", "--json"][..],
+        &["stat", "--json"][..],
+        &["procs", "--json"][..],
+    ] {
         let (report, out) = run_as_nobody(&nb, &[], args);
         let all = report["netns"].as_array().unwrap();
         assert!(
