@@ -128,10 +128,12 @@ fn unnamed_namespace_is_found_through_its_processes() {
         "named after a process in it ({by_process:?}): {names:?}"
     );
     assert_eq!(n["host"], false);
-    assert_eq!(
-        n["processes"].as_u64(),
-        Some(2),
-        "sleep and the state maker live in it"
+    // sleep and the state maker live in it (and, for a moment, the thread of any
+    // other sockmedic run that entered it: the tests run in parallel).
+    assert!(
+        n["processes"].as_u64().unwrap_or(0) >= 2,
+        "sleep and the state maker live in it: {}",
+        n["processes"]
     );
     let all = ss.merged(&ns.bound_inactive());
     let mut required = DUMPABLE.to_vec();
