@@ -310,6 +310,13 @@ impl SocketAggregate {
             }
         }
         let state = self.slot_of(s.state);
+        if self.opts.states_requested & (1 << state) == 0 {
+            // Dumped only so that listeners get their SYN-RECV count (`dump_mask`).
+            if state == TcpState::SynRecv as usize {
+                *self.syn_recv_by_local.entry(s.local).or_insert(0) += 1;
+            }
+            return;
+        }
         self.states[state] += 1;
         if is_orphan(s) {
             self.orphans += 1;
@@ -449,7 +456,7 @@ impl SocketAggregate {
                         error,
                     })
                     .collect(),
-                includes_established: true,
+                includes_established: self.opts.states_requested & (1 << 1) != 0,
             }
         });
         Aggregated {
@@ -472,6 +479,17 @@ impl SocketAggregate {
 /// also read 0 but carry timer 3 and are not counted as orphans by the kernel.
 fn is_orphan(s: &DiagSocket) -> bool {
     matches!(s.state, 4 | 5 | 9 | 11) && s.inode == 0 && s.timer != 3
+}
+
+/// The states to ask the kernel for so that `requested` can be reported: LISTEN
+/// brings SYN-RECV along, since a listener's half-open count comes from them.
+pub fn dump_mask(requested: u32) -> u32 {
+    let (listen, syn_recv) = (1 << TcpState::Listen as u32, 1 << TcpState::SynRecv as u32);
+    if requested & listen != 0 {
+        requested | syn_recv
+    } else {
+        requested
+    }
 }
 
 /// The post-close states an orphan can be in, as a dump mask.

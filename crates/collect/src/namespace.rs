@@ -2,7 +2,8 @@
 //! and aggregated, on a thread that has entered it.
 
 use crate::aggregate::{
-    AggregateOptions, Aggregated, InodeLookup, ProcessTally, SocketAggregate, ORPHAN_STATES,
+    dump_mask, AggregateOptions, Aggregated, InodeLookup, ProcessTally, SocketAggregate,
+    ORPHAN_STATES,
 };
 use crate::netns::{self, NetnsHandle};
 use crate::procfs::{self, ProcError};
@@ -213,7 +214,7 @@ fn dump_main(
     let dumped = if states == 0 {
         Ok((SocketAggregate::new(agg_opts.clone()), 0))
     } else {
-        parallel_dump(states, parts, &agg_opts)
+        parallel_dump(dump_mask(states), parts, &agg_opts)
     };
     let (agg, sockets) = match dumped {
         Ok(r) => r,

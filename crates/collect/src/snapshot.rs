@@ -196,12 +196,27 @@ fn unhashed_possible(snap: &Snapshot) -> bool {
     let Some(alloc) = snap.host.sockstat.tcp_alloc else {
         return true;
     };
+    // `alloc` was read before the namespaces' `inuse`: if it moved since, sockets
+    // came and went in between and the difference proves nothing.
+    if current_alloc() != Some(alloc) {
+        return true;
+    }
     let inuse: u64 = snap
         .netns
         .iter()
         .map(|n| n.sockstat.tcp_inuse.unwrap_or(0) + n.sockstat.tcp6_inuse.unwrap_or(0))
         .sum();
     alloc > inuse + orphans_unseen(snap).unwrap_or(0)
+}
+
+/// sockstat `alloc` now.
+fn current_alloc() -> Option<u64> {
+    let text = procfs::read_text(Path::new("/proc/net/sockstat")).ok()?;
+    procfs::parse_sockstat(&text)
+        .ok()?
+        .get("TCP")?
+        .get("alloc")
+        .copied()
 }
 
 fn live_source() -> Source {
