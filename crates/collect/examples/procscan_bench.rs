@@ -181,7 +181,7 @@ impl Times {
         let floor = self
             .0
             .iter()
-            .find(|((_, n), _)| n.starts_with("bare loop, 1 thread"));
+            .find(|((_, n), _)| n.contains("bare loop, 1 thread"));
         let floor = floor.map(|(_, (v, c, _))| (median(v), median(c)));
         println!(
             "| {:<44} | {:>9} | {:>9} | {:>9} | {:>7} | {:>7} | {:>7} | note",

@@ -70,7 +70,10 @@ pub struct ProcInfo {
     /// "Max open files" of `/proc/PID/limits`; "unlimited" = `u64::MAX`.
     pub fd_soft: Option<u64>,
     pub fd_hard: Option<u64>,
-    /// Entries in `/proc/PID/fd`.
+    /// Entries in `/proc/PID/fd`; when the leader has exited and other threads run
+    /// on (a zombie leader's fd directory is empty), in `/proc/PID/task/TID/fd` of a
+    /// live thread, which is where `cmdline`, `limits`, `cgroup` and `netns` then
+    /// come from too.
     pub fds: u64,
     /// Of those, links to `socket:[N]`.
     pub socket_fds: u64,
@@ -582,8 +585,18 @@ impl Worker {
         let Some(st) = self.part(Part::Dir, rustix::fs::fstat(&dir))? else {
             return Ok(None);
         };
-        let ns = rustix::fs::statat(&dir, c"ns/net", AtFlags::empty()).map(|s| s.st_ino);
-        let netns = self.part(Part::Netns, ns)?;
+        // A leader that exited while its threads run on (pthread_exit in main) is a
+        // zombie: no namespaces, an empty fd directory. A live thread has both.
+        let (base, netns) = match rustix::fs::statat(&dir, c"ns/net", AtFlags::empty()) {
+            Ok(st) => (None, Some(st.st_ino)),
+            Err(e) if gone(e) => match self.live_thread(&dir, pid) {
+                Ok((thread_dir, ino)) => (Some(thread_dir), Some(ino)),
+                Err(e) if gone(e) => return Err(Gone),
+                Err(e) => (None, self.part(Part::Netns, Err(e))?),
+            },
+            Err(e) => (None, self.part(Part::Netns, Err(e))?),
+        };
+        let base = base.as_ref().unwrap_or(&dir);
         let mut info = ProcInfo {
             pid,
             uid: st.st_uid,
@@ -598,27 +611,52 @@ impl Worker {
         }
         if shared.cmdline_max > 0 {
             let cap = shared.cmdline_max.saturating_mul(4).saturating_add(4);
-            let r = read_file(&dir, c"cmdline", &mut self.file, cap);
+            let r = read_file(base, c"cmdline", &mut self.file, cap);
             if self.part(Part::Cmdline, r)?.is_some() {
                 info.cmdline = cmdline_text(&self.file, shared.cmdline_max);
             }
         }
-        let r = read_file(&dir, c"limits", &mut self.file, 8192);
+        let r = read_file(base, c"limits", &mut self.file, 8192);
         if self.part(Part::Limits, r)?.is_some() {
             if let Some((soft, hard)) = parse_nofile_limit(&self.file) {
                 info.fd_soft = Some(soft);
                 info.fd_hard = Some(hard);
             }
         }
-        let r = read_file(&dir, c"cgroup", &mut self.file, 64 * 1024);
+        let r = read_file(base, c"cgroup", &mut self.file, 64 * 1024);
         if self.part(Part::Cgroup, r)?.is_some() {
             info.cgroup = Some(String::from_utf8_lossy(&self.file).into_owned());
         }
         if let Some(leader) = netns {
             self.thread_netns(&dir, pid, leader, &mut info.thread_netns)?;
         }
-        self.fds(&dir, slot, &mut info)?;
+        self.fds(base, slot, &mut info)?;
         Ok(Some(info))
+    }
+
+    /// `/proc/PID/task/TID` of a thread other than the (zombie) leader that still has
+    /// its namespaces, and its netns. ENOENT: no such thread (the process is gone);
+    /// another error: a thread that could not be read (EACCES as non-root).
+    fn live_thread(&mut self, dir: &OwnedFd, pid: u32) -> Result<(OwnedFd, u64), Errno> {
+        let task = open_dir(dir, c"task")?;
+        let mut tasks = RawDir::new(&task, &mut self.dents);
+        let mut error = Errno::NOENT;
+        while let Some(Ok(entry)) = tasks.next() {
+            let Some(tid) = parse_u32(entry.file_name().to_bytes()).filter(|&t| t != pid) else {
+                continue;
+            };
+            let mut path = StackPath::new();
+            path.push(b"task/").push_u32(tid);
+            let Ok(thread_dir) = open_dir(dir, path.as_cstr()) else {
+                continue;
+            };
+            match rustix::fs::statat(&thread_dir, c"ns/net", AtFlags::empty()) {
+                Ok(st) => return Ok((thread_dir, st.st_ino)),
+                Err(e) if !gone(e) => error = e,
+                Err(_) => {}
+            }
+        }
+        Err(error)
     }
 
     /// Namespaces of threads other than the leader that differ from the leader's.
@@ -661,6 +699,7 @@ impl Worker {
             return Ok(());
         };
         let sockets = &mut self.found.sockets;
+        let sockets_before = sockets.len();
         let mut entries = RawDir::new(&fd_dir, &mut self.dents);
         let mut link = [0u8; 64];
         let (mut fds, mut socket_fds, mut closed) = (0u64, 0u64, false);
@@ -704,6 +743,7 @@ impl Worker {
             }
         }
         if let Some(e) = error {
+            self.found.sockets.truncate(sockets_before);
             self.part(Part::Fds, Err::<(), _>(e))?;
             return Ok(());
         }
@@ -1331,6 +1371,107 @@ while time.time() < end:
         );
         let e = socket_proto(a.pid(), 999).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// A process whose main thread called pthread_exit: the leader is a zombie with no
+    /// namespaces and an empty fd directory, but its other thread holds sockets.
+    #[test]
+    fn zombie_leader_with_live_thread() {
+        if !require_root() {
+            return;
+        }
+        const SRC: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static void *hold(void *arg) {
+    int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET6, SOCK_DGRAM, 0);
+    printf("%d %d %d\n", t, u, (int)gettid());
+    fflush(stdout);
+    for (;;) pause();
+    return arg;
+}
+int main(void) {
+    pthread_t th;
+    pthread_create(&th, 0, hold, 0);
+    pthread_exit(0);
+}
+"#;
+        let dir = std::env::temp_dir().join(unique("sm-ps-zombie"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, exe) = (dir.join("z.c"), dir.join("z"));
+        std::fs::write(&src, SRC).unwrap();
+        let built = Command::new("gcc")
+            .args(["-O", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: gcc could not build the helper");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        struct Kill(Child, std::path::PathBuf);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                let _ = std::fs::remove_dir_all(&self.1);
+            }
+        }
+        let mut child = Kill(
+            Command::new(&exe).stdout(Stdio::piped()).spawn().unwrap(),
+            dir,
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let nums: Vec<u32> = line
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let (pid, tid) = (child.0.id(), nums[2]);
+        let zombie = (0..500).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let zombie = stat[stat.rfind(')').unwrap() + 2..].starts_with('Z');
+            if !zombie {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            zombie
+        });
+        assert!(zombie, "the leader never became a zombie");
+        let inode = |fd: u32| {
+            std::fs::metadata(format!("/proc/{pid}/task/{tid}/fd/{fd}"))
+                .unwrap()
+                .ino() as u32
+        };
+        let scan = scan(&ProcScanOptions::default());
+        let p = scan
+            .find(pid)
+            .expect("a zombie leader with a live thread is scanned");
+        assert!(p.fds_read);
+        assert_eq!(p.socket_fds, 2);
+        assert_eq!(p.netns, Some(ns_ino("/proc/self/ns/net")));
+        assert_eq!(
+            p.fd_soft,
+            Some(
+                rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                    .current
+                    .unwrap()
+            )
+        );
+        assert!(p.cmdline.ends_with("/z"), "{:?}", p.cmdline);
+        let idx = proc_idx(&scan, pid);
+        for fd in [nums[0], nums[1]] {
+            let hit = SocketFd {
+                inode: inode(fd),
+                proc_idx: idx,
+                fd,
+            };
+            assert_eq!(scan.sockets.lookup(hit.inode), [hit]);
+        }
     }
 
     /// The scan in each thread count gives the same processes and the same index.
