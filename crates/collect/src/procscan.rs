@@ -15,7 +15,12 @@
 //! Everything under one pid is read relative to an fd of its `/proc/PID` directory,
 //! which pins that process: if the pid dies and is reused mid-scan, reads fail with
 //! ENOENT/ESRCH instead of mixing two processes. Such vanished processes (and zombies,
-//! which have no namespaces and no fds left) are dropped silently.
+//! which have no namespaces and no fds left) are dropped silently. A zombie *leader*
+//! whose other threads still run is read through one of those threads.
+//!
+//! Not seen: fds of a thread that unshared its fd table (`unshare(CLONE_FILES)`; only
+//! `/proc/PID/task/TID/fd` shows them), and sockets held by no fd at all (orphans,
+//! sockets in flight in SCM_RIGHTS messages, io_uring fixed files).
 
 use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use rustix::io::Errno;
