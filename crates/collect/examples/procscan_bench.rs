@@ -9,13 +9,15 @@
 //! ip netns add psbench && ip netns exec psbench sh -c '
 //!   ip link set lo up; sysctl -qw net.core.somaxconn=65535
 //!   sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-//!   target/release/examples/procscan_bench run 200000 12 5 tcp'
+//!   target/release/examples/procscan_bench run 200000 12 5 tcp ss'
 //! ip netns del psbench
 //! ```
 //!
-//! `run TOTAL PROCS ROUNDS tcp|pairs`: PROCS children hold TOTAL socket fds in all
-//! (`tcp`: loopback connections with both ends held, plus a listener each; `pairs`:
-//! UNIX socketpairs). `host ROUNDS`: the same timings over whatever runs now.
+//! `run TOTAL PROCS ROUNDS tcp|pairs [cold] [ss]`: PROCS children hold TOTAL socket
+//! fds in all (`tcp`: loopback connections with both ends held, plus a listener each;
+//! `pairs`: UNIX socketpairs); `ss` adds one `ss -tanp`; `cold` respawns the holders
+//! before every contender, so each meets uncached /proc/PID/fd dentries.
+//! `host ROUNDS`: the warm timings over whatever runs now.
 //! Every round runs each contender once, interleaved; the table shows min/median/max.
 
 use rustix::fs::{Mode, OFlags, RawDir};
@@ -141,17 +143,37 @@ fn bare(threads: usize) -> (u64, u64) {
     })
 }
 
+/// Wall times, CPU times and the last note of one contender.
+type Samples = (Vec<f64>, Vec<f64>, String);
+
 #[derive(Default)]
-struct Times(BTreeMap<(usize, String), (Vec<f64>, String)>);
+struct Times(BTreeMap<(usize, String), Samples>);
+
+/// CPU time (user + system) of this process and its waited-for children, in ms,
+/// from /proc/self/stat (clock ticks: 10 ms resolution).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let after_comm = &stat[stat.rfind(')').expect("stat") + 2..];
+    // Fields 14-17 (utime stime cutime cstime) are 12-15 after the state field.
+    let ticks: u64 = after_comm
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse::<u64>().expect("tick count"))
+        .sum();
+    ticks as f64 * 1000.0 / rustix::param::clock_ticks_per_second() as f64
+}
 
 impl Times {
     fn time<T>(&mut self, order: usize, name: &str, f: impl FnOnce() -> (T, String)) -> T {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_ms());
         let (v, note) = f();
         let ms = t.elapsed().as_secs_f64() * 1e3;
+        let cpu = cpu_ms() - c;
         let e = self.0.entry((order, name.to_string())).or_default();
         e.0.push(ms);
-        e.1 = note;
+        e.1.push(cpu);
+        e.2 = note;
         v
     }
 
@@ -159,20 +181,23 @@ impl Times {
         let floor = self
             .0
             .iter()
-            .find(|((_, n), _)| n.starts_with("bare loop, 1 thread"));
-        let floor = floor.map(|(_, (v, _))| median(v));
+            .find(|((_, n), _)| n.contains("bare loop, 1 thread"));
+        let floor = floor.map(|(_, (v, c, _))| (median(v), median(c)));
         println!(
-            "| {:<44} | {:>9} | {:>9} | {:>9} | {:>7} | note",
-            "contender", "min ms", "median ms", "max ms", "× bare1"
+            "| {:<44} | {:>9} | {:>9} | {:>9} | {:>7} | {:>7} | {:>7} | note",
+            "contender", "min ms", "median ms", "max ms", "× bare1", "CPU ms", "× bare1"
         );
-        for ((_, name), (v, note)) in &self.0 {
+        for ((_, name), (v, c, note)) in &self.0 {
             let mut s = v.clone();
             s.sort_by(f64::total_cmp);
-            let ratio = floor.map_or(String::new(), |f| format!("{:.2}", median(v) / f));
+            let (wall, cpu) = (median(v), median(c));
+            let ratio = |x: f64, f: f64| format!("{:.2}", x / f);
+            let (rw, rc) = floor.map_or((String::new(), String::new()), |(fw, fc)| {
+                (ratio(wall, fw), ratio(cpu, fc))
+            });
             println!(
-                "| {name:<44} | {:>9.1} | {:>9.1} | {:>9.1} | {ratio:>7} | {note}",
+                "| {name:<44} | {:>9.1} | {wall:>9.1} | {:>9.1} | {rw:>7} | {cpu:>7.0} | {rc:>7} | {note}",
                 s[0],
-                median(v),
                 s[s.len() - 1]
             );
         }
@@ -290,10 +315,108 @@ fn join(s: &sockmedic_collect::procscan::ProcScan, dumped: &[u32]) -> (u64, usiz
     (found, per_proc.iter().filter(|&&n| n > 0).count())
 }
 
+/// PROCS children holding TOTAL socket fds; closed and reaped on drop.
+struct Holders(Vec<std::process::Child>);
+
+impl Holders {
+    fn spawn(total: usize, procs: usize, kind: &str) -> Holders {
+        let exe = std::env::current_exe().expect("own path");
+        let t = Instant::now();
+        let mut kids = Holders(Vec::new());
+        for _ in 0..procs {
+            let mut c = Command::new(&exe)
+                .args(["hold", kind, &(total / procs).to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn holder");
+            let mut line = String::new();
+            let out = c.stdout.take().expect("holder stdout");
+            kids.0.push(c);
+            BufReader::new(out)
+                .read_line(&mut line)
+                .expect("holder ready");
+            assert!(line.starts_with("ready"), "holder failed: {line:?}");
+        }
+        eprintln!(
+            "{total} {kind} socket fds in {procs} processes, set up in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        kids
+    }
+}
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            drop(k.stdin.take());
+        }
+        for k in &mut self.0 {
+            let _ = k.wait();
+        }
+    }
+}
+
+/// Every contender on fresh holders (so on cold /proc dentries), ROUNDS times.
+fn cold_rounds(total: usize, procs: usize, kind: &str, rounds: usize) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut times = Times::default();
+    for _ in 0..rounds {
+        for contender in 0..4 {
+            let _holders = Holders::spawn(total, procs, kind);
+            let mut diag = SockDiag::open().expect("open sock_diag");
+            let mut dumped = Vec::new();
+            let req = DumpRequest {
+                family: Family::Both,
+                states: ALL_STATES,
+                sport: None,
+            };
+            diag.dump(&req, |s| dumped.push(s.inode)).expect("dump");
+            match contender {
+                0 | 1 => {
+                    let t = [1, threads][contender];
+                    times.time(
+                        contender,
+                        &format!("cold: bare loop, {t} thread(s)"),
+                        || {
+                            let (f, s) = bare(t);
+                            ((), format!("{f} fds, {s} sockets"))
+                        },
+                    );
+                }
+                _ => {
+                    let t = [1, threads][contender - 2];
+                    let opts = ProcScanOptions {
+                        threads: t,
+                        ..ProcScanOptions::default()
+                    };
+                    times.time(
+                        contender,
+                        &format!("cold: scan, {t} thread(s) + join"),
+                        || {
+                            let s = scan(&opts);
+                            let (found, per_proc) = join(&s, &dumped);
+                            let note = format!(
+                                "{} socket fds; {found} of {} dumped found, {per_proc} procs",
+                                s.stats.socket_fds,
+                                dumped.len()
+                            );
+                            ((), note)
+                        },
+                    );
+                }
+            }
+        }
+    }
+    times.print();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: procscan_bench run TOTAL PROCS ROUNDS tcp|pairs | host ROUNDS");
+        eprintln!(
+            "usage: procscan_bench run TOTAL PROCS ROUNDS tcp|pairs [cold] [ss] | host ROUNDS"
+        );
         std::process::exit(2)
     };
     let num = |i: usize| -> usize {
@@ -301,39 +424,18 @@ fn main() {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| usage())
     };
+    let flag = |f: &str| args.iter().skip(5).any(|a| a == f);
     match args.get(1).map(String::as_str) {
         Some("hold") => hold(&args[2], num(3)),
         Some("host") => rounds(num(2).max(1), false),
         Some("run") => {
             let (total, procs, reps) = (num(2), num(3), num(4).max(1));
             let kind = args.get(5).map_or("tcp", String::as_str);
-            let exe = std::env::current_exe().expect("own path");
-            let t = Instant::now();
-            let mut kids = Vec::new();
-            for _ in 0..procs {
-                let mut c = Command::new(&exe)
-                    .args(["hold", kind, &(total / procs).to_string()])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .expect("spawn holder");
-                let mut line = String::new();
-                let out = c.stdout.take().expect("holder stdout");
-                BufReader::new(out)
-                    .read_line(&mut line)
-                    .expect("holder ready");
-                assert!(line.starts_with("ready"), "holder failed: {line:?}");
-                kids.push(c);
+            if flag("cold") {
+                return cold_rounds(total, procs, kind, reps);
             }
-            println!(
-                "{total} {kind} socket fds in {procs} processes, set up in {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
-            rounds(reps, kind == "tcp");
-            for mut k in kids {
-                drop(k.stdin.take());
-                let _ = k.wait();
-            }
+            let _holders = Holders::spawn(total, procs, kind);
+            rounds(reps, kind == "tcp" && flag("ss"));
         }
         _ => usage(),
     }

@@ -15,7 +15,12 @@
 //! Everything under one pid is read relative to an fd of its `/proc/PID` directory,
 //! which pins that process: if the pid dies and is reused mid-scan, reads fail with
 //! ENOENT/ESRCH instead of mixing two processes. Such vanished processes (and zombies,
-//! which have no namespaces and no fds left) are dropped silently.
+//! which have no namespaces and no fds left) are dropped silently. A zombie *leader*
+//! whose other threads still run is read through one of those threads.
+//!
+//! Not seen: fds of a thread that unshared its fd table (`unshare(CLONE_FILES)`; only
+//! `/proc/PID/task/TID/fd` shows them), and sockets held by no fd at all (orphans,
+//! sockets in flight in SCM_RIGHTS messages, io_uring fixed files).
 
 use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use rustix::io::Errno;
@@ -70,7 +75,10 @@ pub struct ProcInfo {
     /// "Max open files" of `/proc/PID/limits`; "unlimited" = `u64::MAX`.
     pub fd_soft: Option<u64>,
     pub fd_hard: Option<u64>,
-    /// Entries in `/proc/PID/fd`.
+    /// Entries in `/proc/PID/fd`; when the leader has exited and other threads run
+    /// on (a zombie leader's fd directory is empty), in `/proc/PID/task/TID/fd` of a
+    /// live thread, which is where `cmdline`, `limits`, `cgroup` and `netns` then
+    /// come from too.
     pub fds: u64,
     /// Of those, links to `socket:[N]`.
     pub socket_fds: u64,
@@ -90,16 +98,50 @@ pub struct SocketFd {
 
 /// Socket fds sorted by inode (then process, then fd). One inode may have several fds
 /// (dup, fork, SCM_RIGHTS).
+///
+/// Lookups go through a bucket table over the inode range (about one bucket per fd,
+/// so a lookup is two cache misses instead of a binary search's twenty: socket
+/// inodes come from one counter and are dense).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SocketIndex {
     fds: Vec<SocketFd>,
+    /// Smallest inode; bucket of `inode` is `(inode - base) >> shift`.
+    base: u32,
+    shift: u32,
+    /// `starts[b]..starts[b + 1]` are the fds of bucket `b`.
+    starts: Vec<u32>,
 }
 
 impl SocketIndex {
     /// Builds the index from fds in any order.
     pub fn new(mut fds: Vec<SocketFd>) -> SocketIndex {
         fds.sort_unstable_by_key(|s| (s.inode, s.proc_idx, s.fd));
-        SocketIndex { fds }
+        let (Some(first), Some(last)) = (fds.first(), fds.last()) else {
+            return SocketIndex::default();
+        };
+        let base = first.inode;
+        let span = u64::from(last.inode - base) + 1;
+        let target = (fds.len() as u64).next_power_of_two();
+        let mut shift = 0;
+        while span >> shift > target {
+            shift += 1;
+        }
+        let buckets = ((span - 1) >> shift) + 1;
+        let mut starts = Vec::with_capacity(buckets as usize + 1);
+        let mut i = 0;
+        for b in 0..buckets {
+            while i < fds.len() && u64::from((fds[i].inode - base) >> shift) < b {
+                i += 1;
+            }
+            starts.push(i as u32);
+        }
+        starts.push(fds.len() as u32);
+        SocketIndex {
+            fds,
+            base,
+            shift,
+            starts,
+        }
     }
 
     /// Every fd that holds `inode` (empty if none).
@@ -109,8 +151,14 @@ impl SocketIndex {
 
     /// Where `inode`'s fds are in [`SocketIndex::as_slice`].
     pub fn position(&self, inode: u32) -> Option<Range<usize>> {
-        let start = self.fds.partition_point(|s| s.inode < inode);
-        let len = self.fds[start..]
+        let b = (inode.checked_sub(self.base)? >> self.shift) as usize;
+        let (lo, hi) = (
+            *self.starts.get(b)? as usize,
+            *self.starts.get(b + 1)? as usize,
+        );
+        let bucket = &self.fds[lo..hi];
+        let start = lo + bucket.partition_point(|s| s.inode < inode);
+        let len = self.fds[start..hi]
             .iter()
             .take_while(|s| s.inode == inode)
             .count();
@@ -542,8 +590,18 @@ impl Worker {
         let Some(st) = self.part(Part::Dir, rustix::fs::fstat(&dir))? else {
             return Ok(None);
         };
-        let ns = rustix::fs::statat(&dir, c"ns/net", AtFlags::empty()).map(|s| s.st_ino);
-        let netns = self.part(Part::Netns, ns)?;
+        // A leader that exited while its threads run on (pthread_exit in main) is a
+        // zombie: no namespaces, an empty fd directory. A live thread has both.
+        let (base, netns) = match rustix::fs::statat(&dir, c"ns/net", AtFlags::empty()) {
+            Ok(st) => (None, Some(st.st_ino)),
+            Err(e) if gone(e) => match self.live_thread(&dir, pid) {
+                Ok((thread_dir, ino)) => (Some(thread_dir), Some(ino)),
+                Err(e) if gone(e) => return Err(Gone),
+                Err(e) => (None, self.part(Part::Netns, Err(e))?),
+            },
+            Err(e) => (None, self.part(Part::Netns, Err(e))?),
+        };
+        let base = base.as_ref().unwrap_or(&dir);
         let mut info = ProcInfo {
             pid,
             uid: st.st_uid,
@@ -558,27 +616,52 @@ impl Worker {
         }
         if shared.cmdline_max > 0 {
             let cap = shared.cmdline_max.saturating_mul(4).saturating_add(4);
-            let r = read_file(&dir, c"cmdline", &mut self.file, cap);
+            let r = read_file(base, c"cmdline", &mut self.file, cap);
             if self.part(Part::Cmdline, r)?.is_some() {
                 info.cmdline = cmdline_text(&self.file, shared.cmdline_max);
             }
         }
-        let r = read_file(&dir, c"limits", &mut self.file, 8192);
+        let r = read_file(base, c"limits", &mut self.file, 8192);
         if self.part(Part::Limits, r)?.is_some() {
             if let Some((soft, hard)) = parse_nofile_limit(&self.file) {
                 info.fd_soft = Some(soft);
                 info.fd_hard = Some(hard);
             }
         }
-        let r = read_file(&dir, c"cgroup", &mut self.file, 64 * 1024);
+        let r = read_file(base, c"cgroup", &mut self.file, 64 * 1024);
         if self.part(Part::Cgroup, r)?.is_some() {
             info.cgroup = Some(String::from_utf8_lossy(&self.file).into_owned());
         }
         if let Some(leader) = netns {
             self.thread_netns(&dir, pid, leader, &mut info.thread_netns)?;
         }
-        self.fds(&dir, slot, &mut info)?;
+        self.fds(base, slot, &mut info)?;
         Ok(Some(info))
+    }
+
+    /// `/proc/PID/task/TID` of a thread other than the (zombie) leader that still has
+    /// its namespaces, and its netns. ENOENT: no such thread (the process is gone);
+    /// another error: a thread that could not be read (EACCES as non-root).
+    fn live_thread(&mut self, dir: &OwnedFd, pid: u32) -> Result<(OwnedFd, u64), Errno> {
+        let task = open_dir(dir, c"task")?;
+        let mut tasks = RawDir::new(&task, &mut self.dents);
+        let mut error = Errno::NOENT;
+        while let Some(Ok(entry)) = tasks.next() {
+            let Some(tid) = parse_u32(entry.file_name().to_bytes()).filter(|&t| t != pid) else {
+                continue;
+            };
+            let mut path = StackPath::new();
+            path.push(b"task/").push_u32(tid);
+            let Ok(thread_dir) = open_dir(dir, path.as_cstr()) else {
+                continue;
+            };
+            match rustix::fs::statat(&thread_dir, c"ns/net", AtFlags::empty()) {
+                Ok(st) => return Ok((thread_dir, st.st_ino)),
+                Err(e) if !gone(e) => error = e,
+                Err(_) => {}
+            }
+        }
+        Err(error)
     }
 
     /// Namespaces of threads other than the leader that differ from the leader's.
@@ -621,6 +704,7 @@ impl Worker {
             return Ok(());
         };
         let sockets = &mut self.found.sockets;
+        let sockets_before = sockets.len();
         let mut entries = RawDir::new(&fd_dir, &mut self.dents);
         let mut link = [0u8; 64];
         let (mut fds, mut socket_fds, mut closed) = (0u64, 0u64, false);
@@ -664,6 +748,7 @@ impl Worker {
             }
         }
         if let Some(e) = error {
+            self.found.sockets.truncate(sockets_before);
             self.part(Part::Fds, Err::<(), _>(e))?;
             return Ok(());
         }
@@ -1293,6 +1378,107 @@ while time.time() < end:
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
+    /// A process whose main thread called pthread_exit: the leader is a zombie with no
+    /// namespaces and an empty fd directory, but its other thread holds sockets.
+    #[test]
+    fn zombie_leader_with_live_thread() {
+        if !require_root() {
+            return;
+        }
+        const SRC: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static void *hold(void *arg) {
+    int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET6, SOCK_DGRAM, 0);
+    printf("%d %d %d\n", t, u, (int)gettid());
+    fflush(stdout);
+    for (;;) pause();
+    return arg;
+}
+int main(void) {
+    pthread_t th;
+    pthread_create(&th, 0, hold, 0);
+    pthread_exit(0);
+}
+"#;
+        let dir = std::env::temp_dir().join(unique("sm-ps-zombie"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, exe) = (dir.join("z.c"), dir.join("z"));
+        std::fs::write(&src, SRC).unwrap();
+        let built = Command::new("gcc")
+            .args(["-O", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: gcc could not build the helper");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        struct Kill(Child, std::path::PathBuf);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                let _ = std::fs::remove_dir_all(&self.1);
+            }
+        }
+        let mut child = Kill(
+            Command::new(&exe).stdout(Stdio::piped()).spawn().unwrap(),
+            dir,
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let nums: Vec<u32> = line
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let (pid, tid) = (child.0.id(), nums[2]);
+        let zombie = (0..500).any(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let zombie = stat[stat.rfind(')').unwrap() + 2..].starts_with('Z');
+            if !zombie {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            zombie
+        });
+        assert!(zombie, "the leader never became a zombie");
+        let inode = |fd: u32| {
+            std::fs::metadata(format!("/proc/{pid}/task/{tid}/fd/{fd}"))
+                .unwrap()
+                .ino() as u32
+        };
+        let scan = scan(&ProcScanOptions::default());
+        let p = scan
+            .find(pid)
+            .expect("a zombie leader with a live thread is scanned");
+        assert!(p.fds_read);
+        assert_eq!(p.socket_fds, 2);
+        assert_eq!(p.netns, Some(ns_ino("/proc/self/ns/net")));
+        assert_eq!(
+            p.fd_soft,
+            Some(
+                rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                    .current
+                    .unwrap()
+            )
+        );
+        assert!(p.cmdline.ends_with("/z"), "{:?}", p.cmdline);
+        let idx = proc_idx(&scan, pid);
+        for fd in [nums[0], nums[1]] {
+            let hit = SocketFd {
+                inode: inode(fd),
+                proc_idx: idx,
+                fd,
+            };
+            assert_eq!(scan.sockets.lookup(hit.inode), [hit]);
+        }
+    }
+
     /// The scan in each thread count gives the same processes and the same index.
     #[test]
     fn thread_counts_agree() {
@@ -1634,5 +1820,52 @@ while time.time() < end:
         assert_eq!(idx.position(6), None);
         assert!(idx.lookup(10).is_empty() && idx.lookup(0).is_empty());
         assert!(SocketIndex::default().lookup(1).is_empty());
+        let one = SocketIndex::new(vec![s(u32::MAX, 0, 1)]);
+        assert_eq!(one.lookup(u32::MAX), [s(u32::MAX, 0, 1)]);
+        assert!(one.lookup(u32::MAX - 1).is_empty());
+    }
+
+    /// The bucket table against a plain binary search, on dense, sparse and clustered
+    /// inodes with duplicates.
+    #[test]
+    fn index_buckets_match_binary_search() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (n, spread) in [(1000, 3u64), (5000, 1 << 20), (300, 1 << 31), (64, 1)] {
+            let mut fds: Vec<SocketFd> = (0..n)
+                .map(|i| SocketFd {
+                    inode: (1000 + next() % (n as u64 * spread)).min(u64::from(u32::MAX)) as u32,
+                    proc_idx: (next() % 7) as u32,
+                    fd: i,
+                })
+                .collect();
+            fds.push(SocketFd {
+                inode: u32::MAX,
+                proc_idx: 0,
+                fd: 0,
+            });
+            let idx = SocketIndex::new(fds.clone());
+            let plain = idx.as_slice();
+            let by_search = |inode: u32| {
+                let a = plain.partition_point(|s| s.inode < inode);
+                let b = plain.partition_point(|s| s.inode <= inode);
+                &plain[a..b]
+            };
+            assert_eq!(idx.len(), fds.len());
+            for probe in fds
+                .iter()
+                .map(|s| s.inode)
+                .chain((0..2000).map(|_| next() as u32))
+            {
+                for inode in [probe, probe.wrapping_sub(1), probe.wrapping_add(1)] {
+                    assert_eq!(idx.lookup(inode), by_search(inode), "inode {inode}");
+                }
+            }
+        }
     }
 }
