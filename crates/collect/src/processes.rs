@@ -3,9 +3,10 @@
 
 use crate::aggregate::{ProcessTally, STATE_SLOTS};
 use crate::cgroup::{self, CgroupIds, KubeNames};
+use crate::netns::NetnsHandle;
 use crate::procscan::{self, ProcInfo, ProcScan, SocketProto};
 use sockmedic_model::{Missing, Netns, Process, StateCounts, TcpState, UnhashedCheck};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// CLOSE sockets confirmed per process with `pidfd_getfd` + TCP_INFO: enough to
@@ -109,7 +110,6 @@ pub fn build(
         out.push(p);
     }
     attach_listeners(&mut out, scan, netns);
-    name_namespaces(netns, &out);
     name_orphan_owners(netns, naming);
     out
 }
@@ -274,32 +274,30 @@ fn attach_listeners(procs: &mut [Process], scan: &ProcScan, netns: &[Netns]) {
     }
 }
 
-/// A namespace owned by a pod (or a container) gets its name, first.
-fn name_namespaces(netns: &mut [Netns], procs: &[Process]) {
-    for ns in netns.iter_mut().filter(|n| !n.host) {
-        let mut pods: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut containers: BTreeMap<&str, usize> = BTreeMap::new();
-        for p in procs.iter().filter(|p| p.netns == Some(ns.id)) {
-            if let Some(pod) = &p.pod {
-                *pods.entry(pod).or_insert(0) += 1;
-            } else if let Some(c) = &p.container {
-                *containers.entry(c).or_insert(0) += 1;
-            }
-        }
-        let name = match (most(&pods), most(&containers)) {
+/// Names each namespace but the host's after the pod (or container) of a process
+/// inside, first, before anything is selected, so that `--netns` takes a pod name.
+/// Returns the pod of each namespace that has one.
+pub fn name_by_owner(namespaces: &mut [NetnsHandle], naming: &Naming) -> HashMap<u64, String> {
+    let mut pods = HashMap::new();
+    for ns in namespaces.iter_mut().filter(|n| !n.host) {
+        let Some(pid) = ns.pid else { continue };
+        let Ok(path) = cgroup::read_process_cgroup_path(pid) else {
+            continue;
+        };
+        let owner = owner_of(path, naming);
+        let name = match (&owner.pod, &owner.container) {
             (Some(pod), _) => format!("pod {pod}"),
             (None, Some(c)) => format!("container {c}"),
             _ => continue,
         };
-        ns.pod = most(&pods).map(str::to_string);
+        if let Some(pod) = owner.pod {
+            pods.insert(ns.id, pod);
+        }
         if !ns.names.contains(&name) {
             ns.names.insert(0, name);
         }
     }
-}
-
-fn most<'a>(m: &BTreeMap<&'a str, usize>) -> Option<&'a str> {
-    m.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k)
+    pods
 }
 
 /// Orphans have no process: their creating cgroup names the container and pod.

@@ -84,13 +84,12 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         source: live_source(),
         ..Snapshot::default()
     };
-    let scan = netns::discover();
+    let mut scan = netns::discover();
     snap.missing.extend(scan.missing.iter().cloned());
+    let naming = Naming::read(&opts.pods_dir, &opts.containers_dir, &mut snap.missing);
+    let pods = processes::name_by_owner(&mut scan.namespaces, &naming);
     let selected: Vec<&NetnsHandle> = match &opts.netns {
-        Some(sel) => netns::select(&scan, sel).map_err(|e| CollectError::NoSuchNetns {
-            selector: sel.clone(),
-            why: e.to_string(),
-        })?,
+        Some(sel) => select(&scan, sel)?,
         None => scan.namespaces.iter().collect(),
     };
     let host_ns = scan.namespaces.iter().find(|n| n.host);
@@ -120,8 +119,10 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         let t = bound_stage(&mut snap, &selected, &job);
         merge_tally(&mut tally, t);
     }
+    for ns in &mut snap.netns {
+        ns.pod = pods.get(&ns.id).cloned();
+    }
     if let Some(ps) = &scanned {
-        let naming = Naming::read(&opts.pods_dir, &opts.containers_dir, &mut snap.missing);
         snap.processes =
             processes::build(ps, tally.as_ref(), &mut snap.netns, &naming, opts.cmdline);
     }
@@ -137,6 +138,16 @@ fn scan_processes(missing: &mut Vec<Missing>) -> ProcScan {
     let ps = procscan::scan(&ProcScanOptions::default());
     missing.extend(ps.missing.iter().cloned());
     ps
+}
+
+/// `--netns`: a name, pid or inode, or a pod's `namespace/name` without "pod ".
+fn select<'a>(scan: &'a netns::NetnsScan, sel: &str) -> Result<Vec<&'a NetnsHandle>, CollectError> {
+    netns::select(scan, sel)
+        .or_else(|e| netns::select(scan, &format!("pod {sel}")).map_err(|_| e))
+        .map_err(|e| CollectError::NoSuchNetns {
+            selector: sel.to_string(),
+            why: e.to_string(),
+        })
 }
 
 fn merge_tally(total: &mut Option<ProcessTally>, t: Option<ProcessTally>) {

@@ -20,7 +20,7 @@ pub struct Cli {
 }
 
 /// Flags every subcommand takes.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Print the JSON report (schema sockmedic.report/v1) on stdout instead of text.
     #[arg(long, global = true)]
@@ -32,6 +32,24 @@ pub struct Common {
     /// Rows per top-N table.
     #[arg(long, global = true, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    /// Where kubelet keeps pod logs, named `<namespace>_<name>_<uid>`: how pod names
+    /// are found without an API server.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/log/pods"
+    )]
+    pub pods_dir: std::path::PathBuf,
+    /// Where kubelet keeps the container log links, named
+    /// `<pod>_<namespace>_<container>-<id>.log`: how container names are found.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/log/containers"
+    )]
+    pub containers_dir: std::path::PathBuf,
     /// No colours, even on a terminal (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -62,30 +80,11 @@ pub struct StatArgs {
 }
 
 /// Flags of the process scan (`stat`, `procs`).
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ScanArgs {
-    /// Where kubelet keeps pod logs, named `<namespace>_<name>_<uid>`: how pod names
-    /// are found without an API server.
-    #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
-    pub pods_dir: std::path::PathBuf,
-    /// Where kubelet keeps the container log links, named
-    /// `<pod>_<namespace>_<container>-<id>.log`: how container names are found.
-    #[arg(long, value_name = "DIR", default_value = "/var/log/containers")]
-    pub containers_dir: std::path::PathBuf,
     /// Include each process's command line (it may hold secrets passed as arguments).
     #[arg(long)]
     pub cmdline: bool,
-}
-
-/// The defaults of the flags, for `sockmedic` run without a subcommand.
-impl Default for ScanArgs {
-    fn default() -> Self {
-        ScanArgs {
-            pods_dir: "/var/log/pods".into(),
-            containers_dir: "/var/log/containers".into(),
-            cmdline: false,
-        }
-    }
 }
 
 /// How `procs` orders its rows.

@@ -76,6 +76,8 @@ fn options(common: &Common) -> CollectOptions {
     CollectOptions {
         netns: common.netns.clone(),
         top: common.top,
+        pods_dir: common.pods_dir.clone(),
+        containers_dir: common.containers_dir.clone(),
         ..CollectOptions::default()
     }
 }
@@ -84,8 +86,6 @@ fn scan_options(common: &Common, scan: &ScanArgs) -> CollectOptions {
     CollectOptions {
         processes: true,
         cmdline: scan.cmdline,
-        pods_dir: scan.pods_dir.clone(),
-        containers_dir: scan.containers_dir.clone(),
         ..options(common)
     }
 }
