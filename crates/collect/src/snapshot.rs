@@ -126,8 +126,10 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         snap.processes =
             processes::build(ps, tally.as_ref(), &mut snap.netns, &naming, opts.cmdline);
     }
-    let complete = opts.netns.is_none() && scan.missing.is_empty();
-    snap.host.closed = closed_sockets(&snap, complete);
+    // The breakdown of alloc needs every namespace's inuse: not with --netns.
+    if opts.netns.is_none() {
+        snap.host.closed = closed_sockets(&snap, scan.missing.is_empty());
+    }
     snap.source.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     Ok(snap)
 }

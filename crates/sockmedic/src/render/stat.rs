@@ -89,6 +89,15 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
             "full sockets, IPv4 and IPv6 (sockstat alloc)".into(),
         ]);
     }
+    if h.closed.is_none() && h.sockstat.tcp_alloc.is_some() {
+        t.row(vec![
+            "  in tables / in no table".into(),
+            cell("?", Tone::Dim),
+            "".into(),
+            "".into(),
+            "needs every namespace's inuse: run without --netns".into(),
+        ]);
+    }
     if let Some(c) = &h.closed {
         let scope = if c.complete { "all" } else { "the" };
         t.row(vec![
