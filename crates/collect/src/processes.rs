@@ -82,6 +82,7 @@ pub fn build(
     netns: &mut [Netns],
     naming: &Naming,
     cmdline: bool,
+    read_error: bool,
 ) -> Vec<Process> {
     let dumped: HashSet<u64> = netns
         .iter()
@@ -106,6 +107,7 @@ pub fn build(
             &mut p,
             info,
             unfound.get(&idx).map(Vec::as_slice).unwrap_or(&[]),
+            read_error,
         );
         out.push(p);
     }
@@ -189,7 +191,7 @@ fn fill_found(p: &mut Process, t: &ProcessTally, idx: usize) {
 
 /// Socket fds no dump returned: their protocol says what they are; a TCP one the
 /// process still holds is in no table (UNHASHED), and a sample is confirmed.
-fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)]) {
+fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_error: bool) {
     let mut unhashed = 0u64;
     let mut check = UnhashedCheck::default();
     let mut tried = 0;
@@ -211,7 +213,7 @@ fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)]) {
         unhashed += 1;
         if tried < CHECKS_PER_PROCESS {
             tried += 1;
-            sample(&mut check, info.pid, fd);
+            sample(&mut check, info.pid, fd, read_error);
         }
     }
     let bound = p.states.count(TcpState::BoundInactive);
@@ -225,8 +227,8 @@ fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)]) {
 }
 
 /// Duplicates one socket with `pidfd_getfd` and reads what it is.
-fn sample(check: &mut UnhashedCheck, pid: u32, fd: u32) {
-    match procscan::check_socket(pid, fd) {
+fn sample(check: &mut UnhashedCheck, pid: u32, fd: u32, read_error: bool) {
+    match procscan::check_socket(pid, fd, read_error) {
         Ok(c) => {
             check.checked += 1;
             check.close += (c.tcp_state == 7) as u64;

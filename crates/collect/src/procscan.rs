@@ -923,21 +923,20 @@ pub struct SocketCheck {
 pub const TCP_CLOSE: u8 = 7;
 
 /// Confirms what a held TCP socket is: `pidfd_open(pid)` + `pidfd_getfd(fd)` (5.6+,
-/// needs ptrace access: root) duplicate it into this process, where `TCP_INFO`,
-/// `getsockname` and (when `poll` reports POLLERR on a CLOSE socket) `SO_ERROR` are
-/// read; then the duplicate is closed and the holder's fd is as it was.
+/// needs ptrace access: root) duplicate it into this process, where `TCP_INFO` and
+/// `getsockname` are read; then the duplicate is closed and the holder's fd is as
+/// it was.
 ///
-/// One change is unavoidable: reading `SO_ERROR` *consumes* the pending error (the
-/// kernel's `sock_error()` swaps it with 0), so after a check the holder's next call
-/// on that socket reports EOF/EPIPE instead of e.g. ECONNRESET. It is only read when
-/// there is an error to read on a socket that is already CLOSE (the connection is
-/// over either way). Not TCP (UDP, UNIX): EOPNOTSUPP; not a socket: ENOTSOCK; no
+/// `read_error` also reads `SO_ERROR` (when `poll` reports POLLERR on a CLOSE
+/// socket). That is NOT read-only: it *consumes* the pending error (the kernel's
+/// `sock_error()` swaps it with 0), so the holder's next call on that socket reports
+/// EOF/EPIPE instead of e.g. ECONNRESET. Only on explicit request (`--so-error`). Not TCP (UDP, UNIX): EOPNOTSUPP; not a socket: ENOTSOCK; no
 /// such fd: EBADF; no such process: ESRCH; not allowed to ptrace it: EPERM.
 ///
 /// `local_port` is what `getsockname` shows, which for a reset or failed connection is
 /// still the port it had, although the kernel has already released that port unless
 /// it was bound explicitly (kernel-notes §9.4).
-pub fn check_socket(pid: u32, fd: u32) -> io::Result<SocketCheck> {
+pub fn check_socket(pid: u32, fd: u32, read_error: bool) -> io::Result<SocketCheck> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let pid = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -946,7 +945,7 @@ pub fn check_socket(pid: u32, fd: u32) -> io::Result<SocketCheck> {
         rustix::process::pidfd_getfd(&pidfd, fd as i32, rustix::process::PidfdGetfdFlags::empty())?;
     let tcp_state = tcp_info_state(dup.as_fd())?;
     let mut so_error = 0;
-    if tcp_state == TCP_CLOSE {
+    if read_error && tcp_state == TCP_CLOSE {
         let mut fds = [PollFd::new(&dup, PollFlags::empty())];
         let zero = Timespec {
             tv_sec: 0,
@@ -1541,7 +1540,7 @@ int main(void) {
         let mut h = Holder::spawn(&[], r#"{"check": true}"#);
         let pid = h.pid();
         let never = h.info["never"].as_u64().unwrap() as u32;
-        let c = check_socket(pid, never).unwrap();
+        let c = check_socket(pid, never, true).unwrap();
         assert_eq!(
             c,
             SocketCheck {
@@ -1552,7 +1551,7 @@ int main(void) {
         );
         let (fd, port) = h.fd_port("bound");
         assert_eq!(
-            check_socket(pid, fd).unwrap(),
+            check_socket(pid, fd, true).unwrap(),
             SocketCheck {
                 tcp_state: TCP_CLOSE,
                 so_error: 0,
@@ -1561,7 +1560,7 @@ int main(void) {
         );
         let (fd, port) = h.fd_port("est");
         assert_eq!(
-            check_socket(pid, fd).unwrap(),
+            check_socket(pid, fd, true).unwrap(),
             SocketCheck {
                 tcp_state: 1,
                 so_error: 0,
@@ -1569,8 +1568,10 @@ int main(void) {
             }
         );
         let (fd, port) = h.fd_port("reset");
+        // Without read_error, nothing is consumed: the error is still there after.
+        assert_eq!(check_socket(pid, fd, false).unwrap().so_error, 0);
         assert_eq!(
-            check_socket(pid, fd).unwrap(),
+            check_socket(pid, fd, true).unwrap(),
             SocketCheck {
                 tcp_state: TCP_CLOSE,
                 so_error: 104,
@@ -1585,19 +1586,19 @@ int main(void) {
         let (fd2, _) = h.fd_port("reset2");
         assert_eq!(h.recv(fd2), "err 104");
 
-        let e = check_socket(pid, 0).unwrap_err();
+        let e = check_socket(pid, 0, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(88), "a pipe: ENOTSOCK");
-        let e = check_socket(pid, 999).unwrap_err();
+        let e = check_socket(pid, 999, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(9), "no such fd: EBADF");
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let e = check_socket(std::process::id(), udp.as_raw_fd() as u32).unwrap_err();
+        let e = check_socket(std::process::id(), udp.as_raw_fd() as u32, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(95), "UDP: EOPNOTSUPP");
         let gone = {
             let mut c = Command::new("true").spawn().unwrap();
             c.wait().unwrap();
             c.id()
         };
-        let e = check_socket(gone, 0).unwrap_err();
+        let e = check_socket(gone, 0, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(3), "ESRCH");
     }
 

@@ -46,6 +46,8 @@ pub struct CollectOptions {
     pub processes: bool,
     /// Keep each process's command line.
     pub cmdline: bool,
+    /// Read SO_ERROR of the sampled CLOSE sockets (consumes the pending error).
+    pub so_error: bool,
     /// kubelet's pod log directory (`<namespace>_<name>_<uid>`), for pod names.
     pub pods_dir: std::path::PathBuf,
     /// kubelet's container log links (`<pod>_<namespace>_<container>-<id>.log`).
@@ -63,6 +65,7 @@ impl Default for CollectOptions {
             parts: None,
             processes: false,
             cmdline: false,
+            so_error: false,
             pods_dir: "/var/log/pods".into(),
             containers_dir: "/var/log/containers".into(),
         }
@@ -123,8 +126,14 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         ns.pod = pods.get(&ns.id).cloned();
     }
     if let Some(ps) = &scanned {
-        snap.processes =
-            processes::build(ps, tally.as_ref(), &mut snap.netns, &naming, opts.cmdline);
+        snap.processes = processes::build(
+            ps,
+            tally.as_ref(),
+            &mut snap.netns,
+            &naming,
+            opts.cmdline,
+            opts.so_error,
+        );
     }
     // The breakdown of alloc needs every namespace's inuse: not with --netns.
     if opts.netns.is_none() {

@@ -85,6 +85,11 @@ pub struct ScanArgs {
     /// Include each process's command line (it may hold secrets passed as arguments).
     #[arg(long)]
     pub cmdline: bool,
+    /// Also read SO_ERROR of the sampled CLOSE sockets, to tell reset/refused/timed
+    /// out connections apart. Not read-only: reading it clears the error the
+    /// application has not read yet.
+    #[arg(long)]
+    pub so_error: bool,
 }
 
 /// How `procs` orders its rows.

@@ -86,6 +86,7 @@ fn scan_options(common: &Common, scan: &ScanArgs) -> CollectOptions {
     CollectOptions {
         processes: true,
         cmdline: scan.cmdline,
+        so_error: scan.so_error,
         ..options(common)
     }
 }

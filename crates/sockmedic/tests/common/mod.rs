@@ -1048,3 +1048,595 @@ pub fn lo4(port: u16) -> SocketAddr {
 pub fn lo6(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)
 }
+
+// ---------------------------------------------------------------------------------
+// Who holds it: holder processes, ss -p, what /proc says, cgroups, kubelet's logs
+// ---------------------------------------------------------------------------------
+
+/// What a support/holder.py process holds, by its own bookkeeping (its JSON line).
+#[derive(Clone, Debug)]
+pub struct HolderReport {
+    pub pid: u32,
+    pub uid: u32,
+    pub netns_inode: u64,
+    /// Per state (report spelling), UNHASHED and BOUND-INACTIVE included.
+    pub states: BTreeMap<String, u64>,
+    /// BOUND-INACTIVE + UNHASHED.
+    pub unhashed: u64,
+    pub socket_fds: u64,
+    pub by_proto: BTreeMap<String, u64>,
+    pub fds: u64,
+    pub listeners: Vec<SocketAddr>,
+    pub bound_ports: Vec<u16>,
+    /// Connections reset by the peer and still held (ECONNRESET pending).
+    pub resets: u64,
+    /// The local ports those connections had (auto-bound, released by the reset).
+    pub reset_ports: Vec<u16>,
+    /// RLIMIT_NOFILE (soft, hard).
+    pub nofile: (u64, u64),
+    pub json: Value,
+}
+
+impl HolderReport {
+    pub fn from_json(v: Value) -> HolderReport {
+        let counts = |v: &Value| -> BTreeMap<String, u64> {
+            v.as_object()
+                .unwrap_or_else(|| panic!("holder: not an object: {v}"))
+                .iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+                .collect()
+        };
+        let nofile = v["nofile"].as_array().expect("holder: nofile");
+        HolderReport {
+            pid: v["pid"].as_u64().expect("holder: pid") as u32,
+            uid: v["uid"].as_u64().expect("holder: uid") as u32,
+            netns_inode: v["netns_inode"].as_u64().expect("holder: netns_inode"),
+            states: counts(&v["states"]),
+            unhashed: v["unhashed"].as_u64().unwrap(),
+            socket_fds: v["socket_fds"].as_u64().unwrap(),
+            by_proto: counts(&v["by_proto"]),
+            fds: v["fds"].as_u64().unwrap(),
+            listeners: v["listeners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| parse_endpoint(l.as_str().unwrap()))
+                .collect(),
+            bound_ports: v["bound_ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap() as u16)
+                .collect(),
+            resets: v["resets"].as_u64().unwrap(),
+            reset_ports: v["reset_ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap() as u16)
+                .collect(),
+            nofile: (nofile[0].as_u64().unwrap(), nofile[1].as_u64().unwrap()),
+            json: v,
+        }
+    }
+
+    /// A state count, 0 when absent.
+    pub fn state(&self, s: &str) -> u64 {
+        self.states.get(s).copied().unwrap_or(0)
+    }
+}
+
+/// A running support/holder.py (killed when its namespace is dropped).
+pub struct Holder {
+    pub pid: u32,
+    /// What it reported when it was ready.
+    pub ready: HolderReport,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Holder {
+    /// Sends one command line and returns the JSON line it answers.
+    pub fn ask(&mut self, cmd: &str) -> Value {
+        writeln!(self.stdin, "{cmd}").expect("write to the holder");
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the holder's answer");
+        assert!(
+            !line.is_empty(),
+            "holder {} exited (see its stderr above)",
+            self.pid
+        );
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("holder: {e}: {line}"))
+    }
+
+    /// Its bookkeeping now (a server's kept connections grow as clients come).
+    pub fn report(&mut self) -> HolderReport {
+        HolderReport::from_json(self.ask("report"))
+    }
+}
+
+impl TestNetns {
+    /// Starts support/holder.py inside the namespace with `args`.
+    pub fn start_holder(&mut self, args: &[&str]) -> Holder {
+        self.start_holder_full(&[], args, None)
+    }
+
+    /// Starts a holder that makes nothing until `prepare(pid)` has run (e.g. moved it
+    /// into a cgroup: a socket belongs to the cgroup of the task that created it).
+    pub fn start_holder_prepared(&mut self, args: &[&str], prepare: &mut dyn FnMut(u32)) -> Holder {
+        self.start_holder_full(&[], args, Some(prepare))
+    }
+
+    /// The general form: `wrap` goes between the namespace entry and python3 (e.g.
+    /// `setpriv ... --`); it must exec, so the pid is the holder's.
+    pub fn start_holder_full(
+        &mut self,
+        wrap: &[&str],
+        args: &[&str],
+        prepare: Option<&mut dyn FnMut(u32)>,
+    ) -> Holder {
+        let script = support_dir().join("holder.py");
+        let mut full: Vec<&str> = wrap.to_vec();
+        // Behind a wrapper (setpriv to another user), an interpreter that user can
+        // run: a python3 in root's home (pyenv) is not.
+        let python = if wrap.is_empty() {
+            "python3"
+        } else {
+            ["/usr/bin/python3", "/usr/local/bin/python3"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("python3")
+        };
+        full.extend([python, script.to_str().unwrap()]);
+        if prepare.is_some() {
+            full.push("--wait-go");
+        }
+        full.extend_from_slice(args);
+        let mut cmd = self.cmd(&full);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let child = self.spawn(&mut cmd);
+        let pid = child.id();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        if let Some(prepare) = prepare {
+            prepare(pid);
+            writeln!(stdin, "go").expect("tell the holder to go");
+            stdin.flush().unwrap();
+        }
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the holder's line");
+        assert!(
+            !line.is_empty(),
+            "holder.py {args:?} exited before it was ready (see its stderr above)"
+        );
+        let v: Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("holder: {e}: {line}"));
+        let ready = HolderReport::from_json(v);
+        assert_eq!(ready.pid, pid, "the holder is the process spawned (exec'd)");
+        Holder {
+            pid,
+            ready,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// `ss -Htanp` inside the namespace: every socket with its owners.
+    pub fn ss_tanp(&self) -> SsProcs {
+        SsProcs::parse(&self.exec_ok(&["ss", "-Htanp"]))
+    }
+}
+
+/// `ss -tanp` parsed: each row with the (pid, fd) pairs of `users:((..))`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SsProcs {
+    pub rows: Vec<(SsRow, Vec<(u32, u32)>)>,
+}
+
+impl SsProcs {
+    pub fn parse(text: &str) -> SsProcs {
+        let mut rows = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let table = SsTable::parse(line);
+            let row = table.rows.into_iter().next().expect("one ss row");
+            let mut users = Vec::new();
+            if let Some(u) = line.find("users:(") {
+                let mut rest = &line[u..];
+                while let Some(p) = rest.find("pid=") {
+                    rest = &rest[p + 4..];
+                    let pid: u32 = rest
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("pid in {line:?}"));
+                    let f = rest.find("fd=").unwrap_or_else(|| panic!("fd in {line:?}"));
+                    rest = &rest[f + 3..];
+                    let fd: u32 = rest
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("fd in {line:?}"));
+                    users.push((pid, fd));
+                }
+            }
+            rows.push((row, users));
+        }
+        rows.sort();
+        SsProcs { rows }
+    }
+
+    /// The sockets without owners, for [`stable`]-style comparisons.
+    pub fn table(&self) -> SsTable {
+        let mut rows: Vec<SsRow> = self.rows.iter().map(|(r, _)| r.clone()).collect();
+        rows.sort();
+        SsTable { rows }
+    }
+
+    /// Sockets held by `pid`, one per fd, by state.
+    pub fn states_of(&self, pid: u32) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (r, users) in &self.rows {
+            let n = users.iter().filter(|(p, _)| *p == pid).count() as u64;
+            if n > 0 {
+                *m.entry(r.state.clone()).or_insert(0) += n;
+            }
+        }
+        m
+    }
+
+    /// The rows of sockets `pid` holds.
+    pub fn rows_of(&self, pid: u32) -> Vec<SsRow> {
+        self.rows
+            .iter()
+            .filter(|(_, u)| u.iter().any(|(p, _)| *p == pid))
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (r, users) in &self.rows {
+            let rem = r
+                .remote
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "*".into());
+            let _ = writeln!(s, "{:<15} {:<28} {:<28} {users:?}", r.state, r.local, rem);
+        }
+        s
+    }
+}
+
+/// Like [`stable`], for any observation that can be compared.
+pub fn stable_by<O: PartialEq + std::fmt::Debug, T>(
+    observe: impl Fn() -> O,
+    mut f: impl FnMut() -> T,
+) -> (O, T) {
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        let before = observe();
+        let t = f();
+        let after = observe();
+        if before == after {
+            return (after, t);
+        }
+        last = format!("attempt {attempt}: before\n{before:#?}\nafter\n{after:#?}");
+        eprintln!("the observation changed while sockmedic ran; {last}");
+    }
+    panic!("the observation kept changing while sockmedic ran:\n{last}");
+}
+
+/// What `/proc/PID/fd` shows of one process, read from the outside
+/// (support/fdtruth.py: readlink + the `system.sockprotoname` xattr).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FdTruth {
+    pub fds: u64,
+    /// (fd, socket inode, protocol as the kernel names it).
+    pub sockets: Vec<(u32, u64, String)>,
+}
+
+impl FdTruth {
+    pub fn socket_fds(&self) -> u64 {
+        self.sockets.len() as u64
+    }
+    /// Socket fds per protocol, spelled as the report spells them: the kernel's
+    /// name, with its two names for one kind merged (`UNIX-STREAM` is `UNIX`,
+    /// `MPTCPv6` is `MPTCP`, `UDPLITEv6` is `UDP-Lite`).
+    pub fn by_proto(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for (_, _, p) in &self.sockets {
+            let name = match p.as_str() {
+                "UNIX-STREAM" => "UNIX",
+                "MPTCPv6" => "MPTCP",
+                "UDPLITEv6" => "UDP-Lite",
+                other => other,
+            };
+            *m.entry(name.to_string()).or_insert(0) += 1;
+        }
+        m
+    }
+    pub fn has_inode(&self, inode: u64) -> bool {
+        self.sockets.iter().any(|(_, i, _)| *i == inode)
+    }
+}
+
+/// [`FdTruth`] of each of `pids` (a process that is gone is left out).
+pub fn fd_truth(pids: &[u32]) -> BTreeMap<u32, FdTruth> {
+    let script = support_dir().join("fdtruth.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).args(pids.iter().map(|p| p.to_string()));
+    let out = run_ok(&mut cmd);
+    let v: Value = serde_json::from_str(out.trim()).expect("fdtruth.py JSON");
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(pid, t)| {
+            (
+                pid.parse().unwrap(),
+                FdTruth {
+                    fds: t["fds"].as_u64().unwrap(),
+                    sockets: t["sockets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| {
+                            (
+                                s["fd"].as_u64().unwrap() as u32,
+                                s["inode"].as_u64().unwrap(),
+                                s["proto"].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `ls /proc/PID/fd | wc -l`.
+pub fn proc_fd_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .count() as u64
+}
+
+/// "Max open files" of `/proc/PID/limits`: (soft, hard); "unlimited" = u64::MAX.
+pub fn proc_nofile(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/limits: {e}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files in /proc/PID/limits");
+    let f: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    let num = |s: &str| {
+        if s == "unlimited" {
+            u64::MAX
+        } else {
+            s.parse().unwrap()
+        }
+    };
+    (num(f[0]), num(f[1]))
+}
+
+/// The report's entry for `pid`, or a panic listing the pids it has.
+pub fn process_entry(report: &Value, pid: u32) -> &Value {
+    let procs = report["processes"]
+        .as_array()
+        .expect("report.processes is an array");
+    procs
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(pid as u64))
+        .unwrap_or_else(|| {
+            let pids: Vec<String> = procs
+                .iter()
+                .map(|p| format!("{} ({})", p["pid"], p["comm"]))
+                .collect();
+            panic!("pid {pid} is not in processes; they are: {pids:?}")
+        })
+}
+
+/// The pids listed in `processes`, in report order.
+pub fn process_pids(report: &Value) -> Vec<u32> {
+    report["processes"]
+        .as_array()
+        .expect("report.processes is an array")
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A name no other test (or run) uses: `prefix-PID-N-NANOS`.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Kubernetes pod UID (a random UUID).
+pub fn random_pod_uid() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A full container id: 64 lowercase hex digits.
+pub fn random_container_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where this host mounts the whole cgroup v2 hierarchy and v1's `name=systemd` one,
+/// from `/proc/self/mountinfo` (a hybrid host has both: `/sys/fs/cgroup/unified`
+/// and `/sys/fs/cgroup/systemd`).
+#[derive(Clone, Debug, Default)]
+pub struct CgroupMounts {
+    pub v2: Option<PathBuf>,
+    pub v1_systemd: Option<PathBuf>,
+}
+
+impl CgroupMounts {
+    pub fn find() -> CgroupMounts {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut m = CgroupMounts::default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(sep) = f.iter().position(|x| *x == "-") else {
+                continue;
+            };
+            // Only mounts of a whole hierarchy (root "/").
+            if f.get(3) != Some(&"/") || sep + 3 >= f.len() {
+                continue;
+            }
+            let point = PathBuf::from(f[4]);
+            match f[sep + 1] {
+                "cgroup2" if m.v2.is_none() => m.v2 = Some(point),
+                "cgroup"
+                    if m.v1_systemd.is_none()
+                        && f[sep + 3].split(',').any(|o| o == "name=systemd") =>
+                {
+                    m.v1_systemd = Some(point)
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+/// Cgroup directories made by a test. Dropping it (even on a panic) kills the
+/// processes still inside them (they are the test's: the directories are unique),
+/// waits until each is empty, and removes the directories leaf first, up to the
+/// test's top directory.
+#[derive(Default)]
+pub struct CgroupTree {
+    dirs: Vec<PathBuf>,
+}
+
+impl CgroupTree {
+    pub fn new() -> CgroupTree {
+        require_root();
+        CgroupTree::default()
+    }
+
+    /// Creates `mount/rel` one level at a time, remembering each new directory.
+    pub fn mkdirs(&mut self, mount: &std::path::Path, rel: &str) -> PathBuf {
+        let mut dir = mount.to_path_buf();
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
+            dir.push(comp);
+            if !dir.exists() {
+                std::fs::create_dir(&dir)
+                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                self.dirs.push(dir.clone());
+            }
+        }
+        dir
+    }
+
+    /// Moves `pid` into the cgroup `dir` (writes cgroup.procs).
+    pub fn move_into(&self, dir: &std::path::Path, pid: u32) {
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", dir.display()));
+    }
+
+    fn procs_in(dir: &std::path::Path) -> Vec<u32> {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                for pid in CgroupTree::procs_in(dir) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() > deadline => {
+                        eprintln!("cannot remove cgroup {}: {e}", dir.display());
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+/// A kubelet-like log tree in a temporary directory, removed on drop:
+/// `pods/<namespace>_<name>_<uid>/<container>/0.log` (kubelet's /var/log/pods) and
+/// `containers/<name>_<namespace>_<container>-<id>.log` → that file (its
+/// /var/log/containers links).
+pub struct KubeLogs {
+    pub root: PathBuf,
+}
+
+impl KubeLogs {
+    pub fn new(test: &str) -> KubeLogs {
+        let root = std::env::temp_dir().join(unique_name(&format!("sm-kubelogs-{test}")));
+        std::fs::create_dir_all(root.join("pods")).unwrap();
+        std::fs::create_dir_all(root.join("containers")).unwrap();
+        KubeLogs { root }
+    }
+
+    pub fn pods_dir(&self) -> String {
+        self.root.join("pods").display().to_string()
+    }
+
+    pub fn containers_dir(&self) -> String {
+        self.root.join("containers").display().to_string()
+    }
+
+    /// A pod's log directory and, for each (container name, id), its log and link.
+    pub fn add_pod(&self, namespace: &str, name: &str, uid: &str, containers: &[(&str, &str)]) {
+        let pod_dir = self
+            .root
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"));
+        std::fs::create_dir_all(&pod_dir).unwrap();
+        for (cname, cid) in containers {
+            let dir = pod_dir.join(cname);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("0.log"), "").unwrap();
+            let link = self
+                .root
+                .join("containers")
+                .join(format!("{name}_{namespace}_{cname}-{cid}.log"));
+            std::os::unix::fs::symlink(dir.join("0.log"), link).unwrap();
+        }
+    }
+}
+
+impl Drop for KubeLogs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
