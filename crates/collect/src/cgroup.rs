@@ -615,10 +615,10 @@ fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::unique;
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::{Duration, Instant, SystemTime};
+    use std::time::{Duration, Instant};
 
     // Real files: tests/fixtures/cgroup/README.md says where each comes from.
     const HOST_SELF: &str = include_str!("../tests/fixtures/cgroup/host-self");
@@ -1177,18 +1177,6 @@ mod tests {
             cgroup2_mount(text.lines().next().unwrap()),
             Some((PathBuf::from("/mnt/sub"), "/kubepods.slice".to_string()))
         );
-    }
-
-    fn unique(prefix: &str) -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        format!(
-            "{prefix}-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
     }
 
     /// A directory under the temp dir, removed on drop.

@@ -12,5 +12,7 @@ pub mod procfs;
 pub mod procscan;
 mod snapshot;
 pub mod sockdiag;
+#[cfg(test)]
+mod testutil;
 
 pub use snapshot::{collect, CollectError, CollectOptions, DumpMode};

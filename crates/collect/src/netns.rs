@@ -582,9 +582,9 @@ mod tests {
     use crate::procfs::{
         parse_counter_table, parse_sockstat, read_sysctl, read_text, HOST_SYSCTLS, NETNS_SYSCTLS,
     };
-    use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::{Duration, Instant, SystemTime};
+    use crate::testutil::{run, unique};
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
 
     /// Throwaway namespaces, processes and mounts, all undone on drop (even when the
     /// test fails).
@@ -609,27 +609,6 @@ mod tests {
                 let _ = Command::new("ip").args(["netns", "del", name]).status();
             }
         }
-    }
-
-    fn unique(prefix: &str) -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        format!(
-            "{prefix}-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    fn run(cmd: &str, args: &[&str]) {
-        let status = Command::new(cmd)
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{cmd} {args:?}: {status}");
     }
 
     impl Guard {

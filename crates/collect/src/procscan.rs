@@ -1004,12 +1004,12 @@ fn tcp_info_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
 mod tests {
     use super::*;
     use crate::netns::{run_in_netns, NetnsHandle};
+    use crate::testutil::{run, unique};
     use serde_json::Value;
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::MetadataExt;
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-    use std::sync::atomic::AtomicU32;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     /// Holds sockets described by a JSON spec, prints `{"pid", KIND: [[fd, inode]...],
     /// ...}` and then answers `recv FD` lines until stdin closes. Kinds: tcp4/tcp6 (N
@@ -1072,23 +1072,6 @@ while time.time() < end:
         } else {
             "python3"
         }
-    }
-
-    fn unique(prefix: &str) -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        format!(
-            "{prefix}-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-
-    fn run(cmd: &str, args: &[&str]) {
-        let st = Command::new(cmd).args(args).status().unwrap();
-        assert!(st.success(), "{cmd} {args:?}: {st}");
     }
 
     /// `ip netns add sm-ps-...` with lo up; deleted on drop.
