@@ -1558,6 +1558,11 @@ impl CgroupTree {
             .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", dir.display()));
     }
 
+    /// No process is left in the cgroup `dir`.
+    pub fn is_empty(dir: &std::path::Path) -> bool {
+        CgroupTree::procs_in(dir).is_empty()
+    }
+
     fn procs_in(dir: &std::path::Path) -> Vec<u32> {
         std::fs::read_to_string(dir.join("cgroup.procs"))
             .unwrap_or_default()

@@ -13,9 +13,9 @@
 //     while a second thread holds sockets for a moment, then exits;
 //   - a child that opens and closes sockets in a loop (fd numbers reused) for a
 //     few milliseconds;
-// and one more thread (the first worker) makes, about 25 times a second, a child
+// and one more thread makes, one after the other (nearly always one alive), a child
 // that unshares its network namespace, opens a listener and a few sockets there,
-// and exits after 1 to 30 ms: a namespace found through a process that may be gone
+// and exits after 20 to 200 ms: a namespace found through a process that may be gone
 // (with its namespace) by the time it is opened, as when containers come and go.
 // stdin: a line "count" prints how many children were created so far; EOF ends it.
 
@@ -114,7 +114,7 @@ static void child_own_netns(long n) {
     listen(l, 16);
     for (int i = 0; i < 4; i++)
         socket(AF_INET6, SOCK_STREAM, 0);
-    sleep_ms(1 + (int)(n * 7 % 30));
+    sleep_ms(20 + (int)(n * 37 % 180));
     _exit(0);
 }
 
@@ -130,7 +130,7 @@ static void *netns_worker(void *arg) {
             atomic_fetch_add(&created, 1);
             waitpid(p, NULL, 0);
         }
-        sleep_ms(40);
+        sleep_ms(10);
     }
     return NULL;
 }
