@@ -951,3 +951,77 @@ fn non_root_reports_its_own_processes() {
         run.describe()
     );
 }
+
+/// A process can hold sockets of a namespace it is not in: made by a thread that
+/// entered it and came back (CNI plugins, proxies, `ip netns exec`-style tools do).
+/// They live in that namespace's tables: counted in their states when it is dumped,
+/// and never taken for sockets in no table (UNHASHED) when it is not.
+#[test]
+fn sockets_of_another_namespace_are_not_unhashed() {
+    let mut home = TestNetns::new("procs-home");
+    let mut away = TestNetns::new("procs-away");
+    let _server = away.start_holder(&["--listen", "127.0.0.1:8001"]);
+    let away_path = away.path().display().to_string();
+    let x = home.start_holder(&[
+        "--setns",
+        &away_path,
+        "--connect",
+        "127.0.0.1:8001:k:3",
+        "--connect",
+        "127.0.0.1:8001:c:2",
+        "--never",
+        "1",
+    ]);
+    assert_eq!(x.ready.netns_inode, home.inode(), "the holder is back home");
+    let xpid = x.pid.to_string();
+
+    // Every namespace dumped: its sockets in `away` are found there.
+    let (ss, run) = stable_by(
+        || away.ss_tanp(),
+        || sockmedic(&["procs", "--json", "--pid", &xpid]),
+    );
+    let p = process_entry(run.report(), x.pid);
+    let diag = format!(
+        "{}\n--- ss -tanp in {}\n{}",
+        serde_json::to_string_pretty(p).unwrap(),
+        away.name,
+        ss.text()
+    );
+    assert_eq!(p["netns"].as_u64(), Some(home.inode()), "{diag}");
+    assert_eq!(p["thread_netns"], serde_json::json!([]), "{diag}");
+    let mut want = ss.states_of(x.pid);
+    assert_eq!(
+        want,
+        [
+            ("CLOSE-WAIT".to_string(), 2),
+            ("ESTABLISHED".to_string(), 3)
+        ]
+        .into_iter()
+        .collect(),
+        "the fixture\n{diag}"
+    );
+    want.insert("UNHASHED".into(), 1);
+    assert_eq!(counts(&p["states"]), want, "host-wide run\n{diag}");
+    assert_eq!(p["unhashed"].as_u64(), Some(1), "{diag}");
+
+    // Only `home` dumped: the sockets living in `away` are not in its tables, but
+    // they are not in no table either: they must not be counted UNHASHED (a
+    // CLOSE-socket leak that does not exist).
+    let run = sockmedic(&["procs", "--json", "--netns", &home.name, "--pid", &xpid]);
+    let p = process_entry(run.report(), x.pid);
+    let diag = serde_json::to_string_pretty(p).unwrap();
+    let unhashed = p["states"]["UNHASHED"].as_u64().unwrap_or(0);
+    assert!(
+        unhashed <= 1,
+        "--netns {}: {unhashed} sockets called UNHASHED, but 3 ESTABLISHED and 2 CLOSE-WAIT of them are in {}'s tables (only the never-used one is in none)\n{diag}",
+        home.name,
+        away.name
+    );
+    let check = &p["unhashed_check"];
+    if !check.is_null() && check["unavailable"].is_null() {
+        assert_eq!(
+            check["close"], check["checked"],
+            "the sample itself says some 'UNHASHED' sockets are not CLOSE\n{diag}"
+        );
+    }
+}

@@ -22,6 +22,11 @@ Options (all repeatable where it makes sense):
   --unix N               AF_UNIX stream sockets (unbound; one fd each).
   --nofile SOFT:HARD     setrlimit(RLIMIT_NOFILE) first.
   --fill-fds-to N        after the sockets, open /dev/null until N fds are open.
+  --setns PATH           make every socket inside the network namespace PATH (the
+                         main thread enters it, and returns to its own when done: a
+                         process holding sockets of another namespace, as a CNI
+                         plugin or a proxy does). Use it without --listen (a listener's
+                         accept thread would stay there).
   --wait-go              read one line from stdin before making anything (the test
                          moves the process into a cgroup meanwhile: a socket belongs to
                          the cgroup of the task that created it).
@@ -251,11 +256,22 @@ def main():
     ap.add_argument("--unix", type=int, default=0)
     ap.add_argument("--nofile")
     ap.add_argument("--fill-fds-to", type=int, default=0)
+    ap.add_argument("--setns")
     ap.add_argument("--wait-go", action="store_true")
     a = ap.parse_args()
 
     if a.wait_go and sys.stdin.readline() == "":
         return
+    home = None
+    if a.setns:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        CLONE_NEWNET = 0x40000000
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(a.setns, os.O_RDONLY)
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            die(f"setns {a.setns}: errno {ctypes.get_errno()}")
+        os.close(target)
     if a.nofile:
         soft, hard = (int(x) for x in a.nofile.split(":"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -270,6 +286,10 @@ def main():
         h.bound_ephemeral(x)
     h.udp(a.udp)
     h.unix(a.unix)
+    if home is not None:
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            die(f"setns back: errno {ctypes.get_errno()}")
+        os.close(home)
     files = []
     if a.fill_fds_to:
         while len(os.listdir("/proc/self/fd")) - 1 < a.fill_fds_to:
