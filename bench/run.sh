@@ -96,10 +96,12 @@ need sort coreutils
 need lscpu util-linux
 need sysctl procps
 need timeout coreutils
+need flock util-linux
 [[ $SLOW_TIMEOUT == 0 ]] || need lsof lsof
 
 # ---------------------------------------------------------------- cleanup
 HOLDER_PID=
+OWN_NS=0 # 1 once this run holds the lock on the name $NS: only then is it torn down
 ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
 teardown_ns() { # kill whatever still lives in the namespace, then delete it
 	local pids i
@@ -123,9 +125,9 @@ cleanup() {
 		kill -KILL "$HOLDER_PID" 2>/dev/null
 		wait "$HOLDER_PID" 2>/dev/null
 	fi
-	teardown_ns
+	[[ $OWN_NS == 1 ]] && teardown_ns
 	log "teardown done after $((SECONDS - t_down))s"
-	if ns_exists; then
+	if [[ $OWN_NS == 1 ]] && ns_exists; then
 		log "WARNING: could not delete namespace $NS"
 		[[ $rc == 0 ]] && rc=1
 	fi
@@ -167,6 +169,24 @@ read -r files_used _ files_max </proc/sys/fs/file-nr
 	die "fs.file-max ($files_max, $files_used in use) is too low for $SOCKETS sockets (host-wide; not changed by this script)"
 
 # ---------------------------------------------------------------- namespace
+# A live run holds a lock on its namespace's name (its holders inherit it, so it is
+# released when the run and its holders are gone). A run that finds the name locked
+# (CI's --small next to someone's full run on a shared machine) uses NAME-PID instead
+# of tearing the live run down; a namespace whose name nobody locks is stale.
+LOCKDIR=/run/lock
+[[ -d $LOCKDIR && -w $LOCKDIR ]] || LOCKDIR=${TMPDIR:-/tmp}
+lock_ns() { # lock_ns NAME: succeeds if this run now holds the lock on NAME
+	exec {LOCK_FD}>"$LOCKDIR/sockmedic-bench.$1.lock" || return 1
+	flock -n "$LOCK_FD" && return 0
+	exec {LOCK_FD}>&-
+	return 1
+}
+if ! lock_ns "$NS"; then
+	log "namespace $NS is in use by another live run: using $NS-$$"
+	NS=$NS-$$
+	lock_ns "$NS" || die "cannot lock $LOCKDIR/sockmedic-bench.$NS.lock"
+fi
+OWN_NS=1
 if ns_exists; then
 	log "removing a stale namespace $NS (a previous run that did not finish)"
 	teardown_ns
@@ -196,6 +216,12 @@ inuse=$(ip netns exec "$NS" awk '/^TCP:/{for(i=2;i<NF;i++) if($i=="inuse") print
 ((inuse >= SOCKETS)) || die "sockstat in $NS says TCP inuse $inuse, expected >= $SOCKETS"
 ip netns exec "$NS" ss -s >"$OUTDIR/ss-s.txt"
 log "sockstat in $NS: TCP inuse $inuse; ss -s: $(grep '^TCP:' "$OUTDIR/ss-s.txt")"
+
+# Timings with the holders gone (someone tore the namespace down) would mean nothing.
+holders_alive() {
+	kill -0 "$HOLDER_PID" 2>/dev/null || die "the holders are gone (killed from outside?): $(tail -n 3 "$OUTDIR/holder.log")"
+	ns_exists || die "namespace $NS is gone (removed from outside?)"
+}
 
 # ---------------------------------------------------------------- correctness
 # Per-state counts, as "STATE COUNT" lines sorted by state, in the design's names.
@@ -349,6 +375,7 @@ log "CPU idle before timing: $IDLE0%"
 # Interleaved rounds: round 0 is the warm-up, then every command once per round, so a
 # burst of someone else's work on the machine hits all commands alike, not one.
 for ((r = 0; r <= RUNS; r++)); do
+	holders_alive
 	log "round $r of $RUNS$([[ $r == 0 ]] && echo " (warm-up, not counted)")"
 	for b in "${BENCHES[@]}"; do
 		IFS=$SEP read -r id where shell label cmd <<<"$b"
@@ -380,6 +407,7 @@ for b in "${BENCHES[@]}"; do
 	"${rss[@]}" sh -c "$cmd" >/dev/null || findings_ok "$id" || die "time: $label"
 done
 
+holders_alive
 IDLE1=$(cpu_idle_pct)
 
 # The slow attribution tools, once each (minutes at a million sockets), inside the
@@ -387,16 +415,17 @@ IDLE1=$(cpu_idle_pct)
 # GNU time; "timeout" in $id.once if killed.
 SLOW=()
 if ((SLOW_TIMEOUT > 0)); then
-	SLOW+=("ss_tanp${SEP}ss -tanp (to a file)${SEP}ss -tanp >'$OUTDIR/ss-tanp.txt'")
 	SLOW+=("lsof${SEP}lsof -nP -iTCP | wc -l${SEP}lsof -nP -iTCP | wc -l")
+	SLOW+=("ss_tanp${SEP}ss -tanp (to a file)${SEP}ss -tanp >'$OUTDIR/ss-tanp.txt'")
 fi
 for b in "${SLOW[@]}"; do
 	IFS=$SEP read -r id label cmd <<<"$b"
 	log "once: $label (killed after ${SLOW_TIMEOUT}s)"
-	rc=0
+	rc=0 t_slow=$SECONDS
 	ip netns exec "$NS" /usr/bin/time -f '%e %U %S %M' -o "$JSONDIR/$id.time" \
 		timeout -k 10 "$SLOW_TIMEOUT" sh -c "$cmd" >"$OUTDIR/$id.out" 2>"$OUTDIR/$id.err" || rc=$?
-	if ((rc == 124 || rc == 137)); then
+	holders_alive
+	if ((rc == 124 || (rc == 137 && SECONDS - t_slow >= SLOW_TIMEOUT))); then
 		echo timeout >"$JSONDIR/$id.once"
 		log "  > ${SLOW_TIMEOUT} s (killed)  $label"
 	elif ((rc != 0)); then
