@@ -75,19 +75,21 @@ fn what(label: &str, w: &str) -> String {
 }
 
 /// Stage one: enters the namespace, reads its files and dumps every asked state
-/// but bound-inactive.
-pub fn collect(ns: &NetnsHandle, job: &Job) -> NsResult {
+/// but bound-inactive. `None` when the namespace is gone (it vanished since it was
+/// found: nothing to report).
+pub fn collect(ns: &NetnsHandle, job: &Job) -> Option<NsResult> {
     let (base, label, job) = (blank_netns(ns), label(ns), job.clone());
     match netns::run_in_netns(ns, move || read_inside(base, &label, &job)) {
-        Ok(r) => r,
-        Err(e) => NsResult {
+        Ok(r) => Some(r),
+        Err(e) if e.is_gone() => None,
+        Err(e) => Some(NsResult {
             netns: blank_netns(ns),
             missing: vec![Missing::new(
                 what(&label_of(ns), "every figure"),
                 e.to_string(),
             )],
             tally: None,
-        },
+        }),
     }
 }
 
@@ -274,8 +276,13 @@ fn requested_states(mask: u32) -> Vec<TcpState> {
 }
 
 /// Stage two: the bound-inactive sockets of a namespace (one more walk of the
-/// kernel's tables, so only run when some socket may be in no table).
-pub fn dump_bound(ns: &NetnsHandle, netns: &Netns, job: &Job) -> Result<Aggregated, String> {
+/// kernel's tables, so only run when some socket may be in no table). `None` when
+/// the namespace is gone.
+pub fn dump_bound(
+    ns: &NetnsHandle,
+    netns: &Netns,
+    job: &Job,
+) -> Result<Option<Aggregated>, String> {
     let agg_opts = AggregateOptions {
         port_range: port_range(netns),
         port_filter: job.opts.port,
@@ -288,7 +295,11 @@ pub fn dump_bound(ns: &NetnsHandle, netns: &Netns, job: &Job) -> Result<Aggregat
     let run = move || {
         parallel_dump(BOUND_INACTIVE_BIT, 1, &agg_opts).map(|(agg, _)| agg.finish(top, &reserved))
     };
-    netns::run_in_netns(ns, run).map_err(|e| e.to_string())?
+    match netns::run_in_netns(ns, run) {
+        Ok(r) => r.map(Some),
+        Err(e) if e.is_gone() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Folds stage two's result into a namespace.

@@ -74,6 +74,26 @@ pub enum NetnsError {
     NoMatch { selector: String },
 }
 
+impl NetnsError {
+    /// The namespace no longer exists (its last process exited, or it was deleted)
+    /// between discovery and entering it: not a failure to report.
+    pub fn is_gone(&self) -> bool {
+        let gone = |e: &io::Error| {
+            e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc_esrch())
+        };
+        match self {
+            NetnsError::Open { source, .. } => gone(source),
+            NetnsError::Changed { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// ESRCH, "no such process".
+const fn libc_esrch() -> i32 {
+    3
+}
+
 fn enter_hint(e: &io::Error) -> &'static str {
     if e.kind() == io::ErrorKind::PermissionDenied {
         " (setns needs CAP_SYS_ADMIN: run as root)"

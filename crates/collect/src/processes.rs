@@ -9,9 +9,9 @@ use sockmedic_model::{Missing, Netns, Process, StateCounts, TcpState, UnhashedCh
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// CLOSE sockets confirmed per process with `pidfd_getfd` + TCP_INFO: enough to
-/// say what they are, few enough to stay cheap with 40,000 of them.
-const CHECKS_PER_PROCESS: usize = 8;
+/// CLOSE sockets per process whose SO_ERROR is read with `--so-error` (it clears the
+/// error, so no more than needed to say why the connections failed).
+const ERRORS_READ_PER_PROCESS: u64 = 8;
 
 /// A process is reported when it holds sockets or uses this share of its fd limit.
 const FD_USE_REPORTED: f64 = 0.5;
@@ -51,6 +51,7 @@ struct Owner {
     container: Option<String>,
     container_name: Option<String>,
     pod: Option<String>,
+    pod_uid: Option<String>,
 }
 
 fn owner_of(path: Option<String>, naming: &Naming) -> Owner {
@@ -70,6 +71,7 @@ fn owner_of(path: Option<String>, naming: &Naming) -> Owner {
         container: ident.container_id,
         container_name,
         pod,
+        pod_uid: ident.pod_uid,
     }
 }
 
@@ -112,7 +114,6 @@ pub fn build(
         out.push(p);
     }
     attach_listeners(&mut out, scan, netns);
-    name_orphan_owners(netns, naming);
     out
 }
 
@@ -140,6 +141,7 @@ fn base_process(info: &ProcInfo, cmdline: bool, naming: &Naming) -> Process {
         container: owner.container,
         container_name: owner.container_name,
         pod: owner.pod,
+        pod_uid: owner.pod_uid,
         fds: info.fds_read.then_some(info.fds),
         fd_limit: info.fd_soft,
         fd_limit_hard: info.fd_hard,
@@ -189,12 +191,14 @@ fn fill_found(p: &mut Process, t: &ProcessTally, idx: usize) {
     p.states = states;
 }
 
-/// Socket fds no dump returned: their protocol says what they are; a TCP one the
-/// process still holds is in no table (UNHASHED), and a sample is confirmed.
+/// Socket fds no dump returned. Their protocol says what they are; a TCP one the
+/// process still holds is duplicated with `pidfd_getfd` and asked for TCP_INFO:
+/// state CLOSE is UNHASHED (in no table), any other state is a socket living in a
+/// namespace that was not dumped (`--netns`, or one with no handle left), counted
+/// under that state.
 fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_error: bool) {
-    let mut unhashed = 0u64;
     let mut check = UnhashedCheck::default();
-    let mut tried = 0;
+    let mut tcp_seen = 0;
     for &(fd, inode) in fds {
         let Ok(proto) = procscan::socket_proto(info.pid, fd) else {
             continue;
@@ -207,31 +211,29 @@ fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_e
         *p.sockets_by_proto
             .entry(proto.name().to_string())
             .or_insert(0) += 1;
-        if !tcp {
-            continue;
-        }
-        unhashed += 1;
-        if tried < CHECKS_PER_PROCESS {
-            tried += 1;
-            sample(&mut check, info.pid, fd, read_error);
+        if tcp {
+            tcp_seen += 1;
+            let errors_wanted = read_error && check.close < ERRORS_READ_PER_PROCESS;
+            confirm(p, &mut check, info.pid, fd, errors_wanted);
         }
     }
     let bound = p.states.count(TcpState::BoundInactive);
-    if unhashed > 0 {
-        p.states.set(TcpState::Unhashed, unhashed);
-    }
+    let unhashed = p.states.count(TcpState::Unhashed);
     p.unhashed = Some(unhashed + bound);
-    if tried > 0 {
+    if tcp_seen > 0 {
         p.unhashed_check = Some(check);
     }
 }
 
-/// Duplicates one socket with `pidfd_getfd` and reads what it is.
-fn sample(check: &mut UnhashedCheck, pid: u32, fd: u32, read_error: bool) {
+/// Duplicates one socket with `pidfd_getfd` and counts it by its real state. When
+/// that is impossible (no ptrace access), it is taken for UNHASHED, and the check
+/// says why it could not confirm.
+fn confirm(p: &mut Process, check: &mut UnhashedCheck, pid: u32, fd: u32, read_error: bool) {
     match procscan::check_socket(pid, fd, read_error) {
-        Ok(c) => {
+        Ok(c) if c.tcp_state == procscan::TCP_CLOSE => {
             check.checked += 1;
-            check.close += (c.tcp_state == 7) as u64;
+            check.close += 1;
+            p.states.add(TcpState::Unhashed, 1);
             if c.so_error != 0 {
                 *check.errors.entry(errno_name(c.so_error)).or_insert(0) += 1;
             }
@@ -242,8 +244,19 @@ fn sample(check: &mut UnhashedCheck, pid: u32, fd: u32, read_error: bool) {
                 check.last_ports.push(c.local_port);
             }
         }
-        Err(e) if check.checked == 0 => check.unavailable = Some(format!("pidfd_getfd: {e}")),
-        Err(_) => {}
+        Ok(c) => {
+            check.checked += 1;
+            check.in_other_netns += 1;
+            if let Some(state) = TcpState::from_kernel(c.tcp_state) {
+                p.states.add(state, 1);
+            }
+        }
+        Err(e) => {
+            p.states.add(TcpState::Unhashed, 1);
+            check
+                .unavailable
+                .get_or_insert_with(|| format!("pidfd_getfd: {e}"));
+        }
     }
 }
 
@@ -303,7 +316,7 @@ pub fn name_by_owner(namespaces: &mut [NetnsHandle], naming: &Naming) -> HashMap
 }
 
 /// Orphans have no process: their creating cgroup names the container and pod.
-fn name_orphan_owners(netns: &mut [Netns], naming: &Naming) {
+pub fn name_orphan_owners(netns: &mut [Netns], naming: &Naming) {
     let Some(ids) = &naming.cgroup_ids else {
         return;
     };

@@ -108,11 +108,12 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     };
     let results = namespace::for_each(&selected, |ns| namespace::collect(ns, &job));
     let mut tally: Option<ProcessTally> = None;
+    // A namespace that vanished since discovery is simply not there any more.
     for NsResult {
         netns,
         missing,
         tally: t,
-    } in results
+    } in results.into_iter().flatten()
     {
         snap.netns.push(netns);
         snap.missing.extend(missing);
@@ -125,6 +126,7 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     for ns in &mut snap.netns {
         ns.pod = pods.get(&ns.id).cloned();
     }
+    processes::name_orphan_owners(&mut snap.netns, &naming);
     if let Some(ps) = &scanned {
         snap.processes = processes::build(
             ps,
@@ -193,21 +195,25 @@ fn bound_stage(snap: &mut Snapshot, selected: &[&NetnsHandle], job: &Job) -> Opt
     }
     let started = Instant::now();
     let results = namespace::for_each(selected, |h| {
-        let ns = snap.netns.iter().find(|n| n.id == h.id);
-        ns.map(|ns| namespace::dump_bound(h, ns, job))
+        let ns = snap.netns.iter().find(|n| n.id == h.id)?;
+        Some((h.id, namespace::dump_bound(h, ns, job)))
     });
     let mut tally = None;
-    for (ns, result) in snap.netns.iter_mut().zip(results) {
+    for (id, result) in results.into_iter().flatten() {
+        let Some(ns) = snap.netns.iter_mut().find(|n| n.id == id) else {
+            continue;
+        };
         match result {
-            Some(Ok(mut out)) => {
+            Ok(Some(mut out)) => {
                 namespace::merge_bound(ns, &out, started);
                 merge_tally(&mut tally, out.processes.take());
             }
-            Some(Err(e)) => snap.missing.push(Missing::new(
+            // Gone since stage one.
+            Ok(None) => {}
+            Err(e) => snap.missing.push(Missing::new(
                 format!("bound-inactive sockets of network namespace {}", ns.name()),
                 e,
             )),
-            None => {}
         }
     }
     tally

@@ -297,6 +297,8 @@ pub struct Process {
     pub container_name: Option<String>,
     /// `namespace/name` of the pod, or its UID when the name is not known.
     pub pod: Option<String>,
+    /// The pod's UID.
+    pub pod_uid: Option<String>,
     /// Open file descriptors.
     pub fds: Option<u64>,
     /// RLIMIT_NOFILE soft limit (`ulimit -n`).
@@ -320,14 +322,18 @@ pub struct Process {
     pub listeners: Vec<Listener>,
 }
 
-/// A sample of a process's CLOSE sockets, duplicated with `pidfd_getfd` and
-/// asked for TCP_INFO, SO_ERROR and their bound port.
+/// What the TCP sockets of a process that no dump returned really are: each one is
+/// duplicated with `pidfd_getfd` and asked for TCP_INFO (and, with `--so-error`,
+/// SO_ERROR).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnhashedCheck {
     /// Sockets checked.
     pub checked: u64,
-    /// Of those, in state CLOSE (TCP_INFO tcpi_state 7).
+    /// Of those, in state CLOSE (TCP_INFO tcpi_state 7): the UNHASHED ones.
     pub close: u64,
+    /// Of those, in another state: sockets living in a namespace that was not dumped
+    /// (counted under their state, not as UNHASHED).
+    pub in_other_netns: u64,
     /// Pending socket errors among them (`ECONNRESET`, `ECONNREFUSED`, `ETIMEDOUT`...),
     /// i.e. connections that failed and were never closed by the application.
     pub errors: BTreeMap<String, u64>,

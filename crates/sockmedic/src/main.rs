@@ -96,7 +96,7 @@ fn scan_options(common: &Common, scan: &ScanArgs) -> CollectOptions {
 fn select_processes(procs: &mut Vec<Process>, args: &ProcsArgs, common: &Common) {
     procs.retain(|p| args.pid.is_empty() || args.pid.contains(&p.pid));
     if let Some(want) = &args.pod {
-        procs.retain(|p| p.pod.as_deref().is_some_and(|pod| pod_matches(pod, want)));
+        procs.retain(|p| pod_matches(p, want));
     }
     let key = |p: &Process| -> (u64, u64) {
         let fd_use = match (p.fds, p.fd_limit) {
@@ -125,9 +125,12 @@ fn select_processes(procs: &mut Vec<Process>, args: &ProcsArgs, common: &Common)
     }
 }
 
-/// `--pod`: the full `namespace/name`, the bare name, a UID, or any part of them.
-fn pod_matches(pod: &str, want: &str) -> bool {
-    pod == want || pod.rsplit('/').next() == Some(want) || pod.contains(want)
+/// `--pod`: the full `namespace/name`, the bare name, the UID, or a part of the name.
+fn pod_matches(p: &Process, want: &str) -> bool {
+    let by_name = p.pod.as_deref().is_some_and(|pod| {
+        pod == want || pod.rsplit('/').next() == Some(want) || pod.contains(want)
+    });
+    by_name || p.pod_uid.as_deref() == Some(want)
 }
 
 /// `--state` words to the kernel's `idiag_states` mask.

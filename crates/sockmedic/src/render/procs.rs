@@ -111,9 +111,16 @@ fn details(rows: &[&Process], style: Style) -> String {
         if let Some(c) = &p.unhashed_check {
             if c.checked > 0 {
                 let mut s = format!(
-                    "UNHASHED: {} of {} checked (pidfd_getfd + TCP_INFO) are in state CLOSE",
-                    c.close, c.checked
+                    "UNHASHED: {} confirmed in state CLOSE (pidfd_getfd + TCP_INFO)",
+                    c.close
                 );
+                if c.in_other_netns > 0 {
+                    let _ = write!(
+                        s,
+                        "; {} other TCP sockets live in a namespace that was not dumped",
+                        c.in_other_netns
+                    );
+                }
                 if !c.errors.is_empty() {
                     let errs: Vec<String> =
                         c.errors.iter().map(|(e, n)| format!("{e} {n}")).collect();
