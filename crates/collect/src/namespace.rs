@@ -53,6 +53,40 @@ pub fn for_each<T: Send>(handles: &[&NetnsHandle], f: impl Fn(&NetnsHandle) -> T
     out
 }
 
+/// The TCP `inuse` (IPv4 + IPv6) summed over namespaces, without dumping them:
+/// through `/proc/PID/net` when a process is inside, else on a thread that enters.
+/// `None` when one could not be read (a vanished namespace counts 0).
+pub fn inuse_of(handles: &[&NetnsHandle]) -> Option<u64> {
+    let read = |net: &Path| -> Option<u64> {
+        let mut total = 0;
+        for (file, section) in [("sockstat", "TCP"), ("sockstat6", "TCP6")] {
+            let text = procfs::read_text(&net.join(file)).ok()?;
+            total += procfs::parse_sockstat(&text)
+                .ok()?
+                .get(section)?
+                .get("inuse")?;
+        }
+        Some(total)
+    };
+    let mut sum = 0;
+    for ns in handles {
+        let by_pid = ns
+            .pid
+            .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net"))));
+        let n = match by_pid {
+            Some(n) => Some(n),
+            None => match netns::run_in_netns(ns, move || read(Path::new("/proc/thread-self/net")))
+            {
+                Ok(n) => n,
+                Err(e) if e.is_gone() => Some(0),
+                Err(_) => None,
+            },
+        };
+        sum += n?;
+    }
+    Some(sum)
+}
+
 pub fn blank_netns(ns: &NetnsHandle) -> Netns {
     Netns {
         id: ns.id,

@@ -120,7 +120,14 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         merge_tally(&mut tally, t);
     }
     if namespace::wants_bound(opts) {
-        let t = bound_stage(&mut snap, &selected, &job);
+        // With --netns, the namespaces left out count too: their inuse is read.
+        let others: Vec<&NetnsHandle> = scan
+            .namespaces
+            .iter()
+            .filter(|n| !selected.iter().any(|s| s.id == n.id))
+            .collect();
+        let others_inuse = namespace::inuse_of(&others);
+        let t = bound_stage(&mut snap, &selected, &job, others_inuse);
         merge_tally(&mut tally, t);
     }
     for ns in &mut snap.netns {
@@ -176,8 +183,13 @@ fn merge_tally(total: &mut Option<ProcessTally>, t: Option<ProcessTally>) {
 /// arithmetic proves no TCP socket is in no table: every full socket is either in
 /// some namespace's `inuse` or in no table, so `alloc − Σ inuse − orphans held
 /// elsewhere ≤ 0` means there is none, bound or not.
-fn bound_stage(snap: &mut Snapshot, selected: &[&NetnsHandle], job: &Job) -> Option<ProcessTally> {
-    if !unhashed_possible(snap) {
+fn bound_stage(
+    snap: &mut Snapshot,
+    selected: &[&NetnsHandle],
+    job: &Job,
+    others_inuse: Option<u64>,
+) -> Option<ProcessTally> {
+    if !unhashed_possible(snap, others_inuse) {
         for ns in &mut snap.netns {
             namespace::bound_known_zero(
                 ns,
@@ -219,8 +231,10 @@ fn bound_stage(snap: &mut Snapshot, selected: &[&NetnsHandle], job: &Job) -> Opt
     tally
 }
 
-/// Whether some TCP socket may be in no table (see `bound_stage`).
-fn unhashed_possible(snap: &Snapshot) -> bool {
+/// Whether some TCP socket may be in no table (see `bound_stage`). `others_inuse`
+/// is the inuse of the namespaces not collected (0 when all were; `None` when it
+/// could not be read).
+fn unhashed_possible(snap: &Snapshot, others_inuse: Option<u64>) -> bool {
     let Some(alloc) = snap.host.sockstat.tcp_alloc else {
         return true;
     };
@@ -229,12 +243,23 @@ fn unhashed_possible(snap: &Snapshot) -> bool {
     if current_alloc() != Some(alloc) {
         return true;
     }
+    let Some(others) = others_inuse else {
+        return true;
+    };
     let inuse: u64 = snap
         .netns
         .iter()
         .map(|n| n.sockstat.tcp_inuse.unwrap_or(0) + n.sockstat.tcp6_inuse.unwrap_or(0))
         .sum();
-    alloc > inuse + orphans_unseen(snap).unwrap_or(0)
+    // Orphans of namespaces sockmedic cannot see are hashed there: they may be
+    // subtracted only when every namespace it can see was dumped (others == 0),
+    // or they would be subtracted twice.
+    let hidden_orphans = if others == 0 {
+        orphans_unseen(snap).unwrap_or(0)
+    } else {
+        0
+    };
+    alloc > inuse + others + hidden_orphans
 }
 
 /// sockstat `alloc` now.

@@ -1020,9 +1020,17 @@ fn sockets_of_another_namespace_are_not_unhashed() {
     // Every TCP socket no dump returned is asked for TCP_INFO: the CLOSE one is
     // UNHASHED, the others are counted under their real state, as living elsewhere.
     let check = &p["unhashed_check"];
-    assert!(check["unavailable"].is_null(), "pidfd_getfd works as root\n{diag}");
+    assert!(
+        check["unavailable"].is_null(),
+        "pidfd_getfd works as root\n{diag}"
+    );
     assert_eq!(check["checked"].as_u64(), Some(6), "{diag}");
     assert_eq!(check["close"].as_u64(), Some(1), "{diag}");
     assert_eq!(check["in_other_netns"].as_u64(), Some(5), "{diag}");
-    assert_eq!(counts(&p["states"]), want, "--netns {}: states\n{diag}", home.name);
+    assert_eq!(
+        counts(&p["states"]),
+        want,
+        "--netns {}: states\n{diag}",
+        home.name
+    );
 }
