@@ -140,7 +140,8 @@ trap 'exit 129' HUP
 
 # ---------------------------------------------------------------- build
 mkdir -p "$OUTDIR" "$JSONDIR"
-rm -f "$JSONDIR"/*.json "$JSONDIR"/*.rss "$OUT"
+rm -f "$JSONDIR"/*.json "$JSONDIR"/*.rss "$JSONDIR"/*.once "$JSONDIR"/*.time "$OUT" \
+	"$OUTDIR"/lsof.* "$OUTDIR"/ss_tanp.* "$OUTDIR"/ss-tanp.txt
 if [[ $SKIP_SM == 0 ]]; then
 	log "cargo build --release (workspace)"
 	(cd "$ROOT" && cargo build --release --quiet) >&2 || die "cargo build --release"
@@ -488,13 +489,14 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 	# ------------------------------------------------------------ attribution
 	LOOP_MED=$(med fdloop)
-	SSP=$( [[ -s $JSONDIR/ss_tanp.once ]] && awk '{ print $1 }' "$JSONDIR/ss_tanp.once")
+	SSP=
+	[[ -s $JSONDIR/ss_tanp.once ]] && SSP=$(awk '{ print $1 }' "$JSONDIR/ss_tanp.once")
 	SSP_T=$SSP SSP_GT=
 	[[ $SSP == timeout ]] && SSP_T=$SLOW_TIMEOUT SSP_GT="> "
 	echo
 	echo "### Attribution: which process holds each socket"
 	echo
-	echo "$PROCS holder processes hold the $SOCKETS sockets (plus a listener each); host-wide, the fd loop read $FDLOOP_TOTAL. \`ss -tanp\` and \`lsof\` ran once each (not in the rounds), inside \`$NS\`, killed after $SLOW_TIMEOUT s."
+	echo "$PROCS holder processes hold the $SOCKETS sockets (plus a listener each); host-wide, the fd loop read $FDLOOP_TOTAL. $( ((SLOW_TIMEOUT > 0)) && echo "\`ss -tanp\` and \`lsof\` ran once each (not in the rounds), inside \`$NS\`, to be killed after $SLOW_TIMEOUT s." || echo "\`ss -tanp\` and \`lsof\` were not run (--slow-timeout 0).")"
 	echo
 	echo "| command | median | min | max | CPU (user+sys, median) | × fd loop | \`ss -tanp\` ÷ this | peak RSS |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
