@@ -5,6 +5,7 @@
 //! endpoints, listeners, ephemeral-port bitsets) and dropped. Memory is flat in the
 //! number of sockets: the top-N tables keep at most [`TOP_CAPACITY`] endpoints each.
 
+use crate::procscan::SocketIndex;
 use crate::sockdiag::DiagSocket;
 use rustc_hash::FxHashMap;
 use sockmedic_model::{
@@ -580,51 +581,35 @@ fn sorted_counts(m: FxHashMap<u64, u64>) -> Vec<(u64, u64)> {
 }
 
 /// The socket fds found by the process scan, looked up by inode while a dump
-/// streams: one hash probe per socket. Entries of one inode (a socket shared by
-/// several fds or processes) are contiguous.
+/// streams. Built on the scan's own index (a bucket table over the dense inode
+/// range: O(1) per socket); entries of one inode (a socket shared by several fds or
+/// processes) are contiguous.
 #[derive(Debug)]
 pub struct InodeLookup {
-    first: FxHashMap<u32, u32>,
-    inodes: Vec<u32>,
-    procs: Vec<u32>,
+    index: SocketIndex,
     /// Number of processes (`proc_idx` is below it).
     pub process_count: usize,
 }
 
 impl InodeLookup {
-    /// From `(inode, proc_idx)` pairs sorted by inode.
-    pub fn new(sorted: impl Iterator<Item = (u32, u32)>, process_count: usize) -> InodeLookup {
-        let (mut inodes, mut procs) = (Vec::new(), Vec::new());
-        let mut first = FxHashMap::default();
-        for (inode, proc_idx) in sorted {
-            first.entry(inode).or_insert(inodes.len() as u32);
-            inodes.push(inode);
-            procs.push(proc_idx);
-        }
+    pub fn new(index: SocketIndex, process_count: usize) -> InodeLookup {
         InodeLookup {
-            first,
-            inodes,
-            procs,
+            index,
             process_count,
         }
     }
     /// Positions (into the scan's sorted socket list) holding `inode`.
     pub fn positions(&self, inode: u32) -> std::ops::Range<usize> {
-        let Some(&start) = self.first.get(&inode) else {
-            return 0..0;
-        };
-        let start = start as usize;
-        let len = self.inodes[start..]
-            .iter()
-            .take_while(|i| **i == inode)
-            .count();
-        start..start + len
+        self.index.position(inode).unwrap_or(0..0)
+    }
+    fn proc_at(&self, pos: usize) -> usize {
+        self.index.as_slice()[pos].proc_idx as usize
     }
     pub fn len(&self) -> usize {
-        self.inodes.len()
+        self.index.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.inodes.is_empty()
+        self.index.is_empty()
     }
 }
 
@@ -656,7 +641,7 @@ impl ProcessTally {
     fn add(&mut self, join: &InodeLookup, inode: u32, state: usize, v6: bool, port: u16) {
         for pos in join.positions(inode) {
             self.found[pos / 64] |= 1 << (pos % 64);
-            let p = join.procs[pos] as usize;
+            let p = join.proc_at(pos);
             self.states[p][state] += 1;
             self.v6[p] += v6 as u32;
             if state == TcpState::BoundInactive as usize {
@@ -834,8 +819,14 @@ mod tests {
     fn join_counts_sockets_per_process_and_marks_found() {
         // proc 0 holds inode 10 (shared with proc 1 after fork) and 11; proc 1
         // also holds 12, which no dump returns (unhashed).
-        let pairs = [(10, 0), (10, 1), (11, 0), (12, 1)];
-        let join = Arc::new(InodeLookup::new(pairs.into_iter(), 2));
+        let fds = [(10, 0, 3), (10, 1, 3), (11, 0, 4), (12, 1, 5)].map(|(inode, proc_idx, fd)| {
+            crate::procscan::SocketFd {
+                inode,
+                proc_idx,
+                fd,
+            }
+        });
+        let join = Arc::new(InodeLookup::new(SocketIndex::new(fds.to_vec()), 2));
         let opts = AggregateOptions {
             join: Some(join.clone()),
             ..Default::default()

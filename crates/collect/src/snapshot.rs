@@ -98,10 +98,9 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     let host_ns = scan.namespaces.iter().find(|n| n.host);
     snap.host = read_host(host_ns, &mut snap.missing);
     let scanned = opts.processes.then(|| scan_processes(&mut snap.missing));
-    let join = scanned.as_ref().map(|ps| {
-        let pairs = ps.sockets.iter().map(|s| (s.inode, s.proc_idx));
-        Arc::new(InodeLookup::new(pairs, ps.procs.len()))
-    });
+    let join = scanned
+        .as_ref()
+        .map(|ps| Arc::new(InodeLookup::new(ps.sockets.clone(), ps.procs.len())));
     let job = Job {
         opts: opts.clone(),
         join,
