@@ -198,6 +198,17 @@ fn note<T>(r: Result<T, ProcError>, what: &str, missing: &mut Vec<Missing>) -> O
         .ok()
 }
 
+/// Whether sockstat proves the namespace has no socket stage one could dump: every
+/// one is counted in `inuse` (listeners, connections, orphans) or `tw` (TIME-WAIT and
+/// FIN-WAIT-2 minisockets); SYN-RECV entries need a listener.
+fn holds_no_hashed_socket(ns: &Netns) -> bool {
+    let s = &ns.sockstat;
+    matches!(
+        (s.tcp_inuse, s.tcp6_inuse, s.tcp_tw),
+        (Some(0), Some(0), Some(0))
+    )
+}
+
 /// The states stage one asks for: everything asked but bound-inactive, and
 /// ESTABLISHED only when it is to be dumped.
 fn main_states(opts: &CollectOptions) -> u32 {
@@ -246,8 +257,11 @@ fn dump_main(
         .parts
         .unwrap_or_else(|| auto_parts(ns, opts.mode))
         .max(1);
-    // Only bound-inactive asked for: stage two does it all.
-    let dumped = if states == 0 {
+    // Nothing to ask for (only bound-inactive: stage two does it), or nothing the
+    // kernel could return: every dump costs a walk of the host's shared table.
+    let empty = states == 0 || holds_no_hashed_socket(ns);
+    let parts = if empty { 0 } else { parts };
+    let dumped = if empty {
         Ok((SocketAggregate::new(agg_opts.clone()), 0))
     } else {
         parallel_dump(dump_mask(states), parts, &agg_opts)
@@ -510,5 +524,23 @@ mod tests {
             ..Default::default()
         };
         assert!(!wants_bound(&listen));
+    }
+
+    #[test]
+    fn only_a_namespace_proven_empty_skips_its_dump() {
+        let with = |inuse, inuse6, tw| Netns {
+            sockstat: NetnsSockstat {
+                tcp_inuse: inuse,
+                tcp6_inuse: inuse6,
+                tcp_tw: tw,
+                ..Default::default()
+            },
+            ..Netns::default()
+        };
+        assert!(holds_no_hashed_socket(&with(Some(0), Some(0), Some(0))));
+        assert!(!holds_no_hashed_socket(&with(Some(0), Some(0), Some(1))));
+        assert!(!holds_no_hashed_socket(&with(Some(0), Some(2), Some(0))));
+        // Unknown is not empty.
+        assert!(!holds_no_hashed_socket(&with(Some(0), None, Some(0))));
     }
 }

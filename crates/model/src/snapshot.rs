@@ -267,7 +267,8 @@ pub struct DumpInfo {
     pub bound_inactive_note: Option<String>,
     /// Socket messages received.
     pub sockets: u64,
-    /// Parallel dumps (each over a disjoint range of local ports).
+    /// Parallel dumps (each over a disjoint range of local ports); 0 when sockstat
+    /// showed nothing to dump (inuse and tw 0), so the counts are zero unasked.
     pub parts: u32,
     pub duration_ms: f64,
     /// True when every top-N table is exact.
