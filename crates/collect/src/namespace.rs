@@ -112,23 +112,19 @@ fn what(label: &str, w: &str) -> String {
 /// but bound-inactive. `None` when the namespace is gone (it vanished since it was
 /// found: nothing to report).
 pub fn collect(ns: &NetnsHandle, job: &Job) -> Option<NsResult> {
-    let (base, label, job) = (blank_netns(ns), label(ns), job.clone());
-    match netns::run_in_netns(ns, move || read_inside(base, &label, &job)) {
+    let (base, name, job) = (blank_netns(ns), label(ns), job.clone());
+    match netns::run_in_netns(ns, move || read_inside(base, &name, &job)) {
         Ok(r) => Some(r),
         Err(e) if e.is_gone() => None,
         Err(e) => Some(NsResult {
             netns: blank_netns(ns),
             missing: vec![Missing::new(
-                what(&label_of(ns), "every figure"),
+                what(&label(ns), "every figure"),
                 e.to_string(),
             )],
             tally: None,
         }),
     }
-}
-
-fn label_of(ns: &NetnsHandle) -> String {
-    label(ns)
 }
 
 /// Runs on a thread inside the namespace: /proc/thread-self/net (not /proc/self,
@@ -408,7 +404,7 @@ fn derive_established(
 /// walks the kernel's table but builds messages only for its own port range).
 fn auto_parts(ns: &Netns, mode: DumpMode) -> usize {
     let s = &ns.sockstat;
-    let mut sockets = s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0) + s.tcp_tw.unwrap_or(0);
+    let mut sockets = s.tcp_inuse_total() + s.tcp_tw.unwrap_or(0);
     if mode == DumpMode::WithoutEstablished {
         sockets = sockets.saturating_sub(ns.counter("Tcp", "CurrEstab").unwrap_or(0).max(0) as u64);
     }

@@ -248,7 +248,7 @@ fn unhashed_possible(snap: &Snapshot, others_inuse: Option<u64>) -> bool {
     let inuse: u64 = snap
         .netns
         .iter()
-        .map(|n| n.sockstat.tcp_inuse.unwrap_or(0) + n.sockstat.tcp6_inuse.unwrap_or(0))
+        .map(|n| n.sockstat.tcp_inuse_total())
         .sum();
     // Orphans of namespaces sockmedic cannot see are hashed there: they may be
     // subtracted only when every namespace it can see was dumped (others == 0),
@@ -400,17 +400,13 @@ fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
         .iter()
         .filter(|n| n.sockstat.tcp_inuse.is_some())
         .collect();
-    let inuse: u64 = counted
-        .iter()
-        .map(|n| n.sockstat.tcp_inuse.unwrap_or(0) + n.sockstat.tcp6_inuse.unwrap_or(0))
-        .sum();
+    let inuse: u64 = counted.iter().map(|n| n.sockstat.tcp_inuse_total()).sum();
     let complete = complete && counted.len() == snap.netns.len();
     let orphans_unseen = orphans_unseen(snap);
     let here = netns::current_netns_id().ok();
     let ss_closed = snap.netns.iter().find(|n| Some(n.id) == here).map(|n| {
         let s = &n.sockstat;
-        alloc as i64 - (s.tcp_inuse.unwrap_or(0) + s.tcp6_inuse.unwrap_or(0)) as i64
-            + s.tcp_tw.unwrap_or(0) as i64
+        alloc as i64 - s.tcp_inuse_total() as i64 + s.tcp_tw.unwrap_or(0) as i64
     });
     let bound_inactive: Option<u64> = snap
         .netns

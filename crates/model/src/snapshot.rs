@@ -373,6 +373,25 @@ impl Missing {
     }
 }
 
+impl NetnsSockstat {
+    /// TCP sockets in the tables, IPv4 and IPv6 (`inuse` of sockstat and
+    /// sockstat6); 0 for a figure that was not read.
+    pub fn tcp_inuse_total(&self) -> u64 {
+        self.tcp_inuse.unwrap_or(0) + self.tcp6_inuse.unwrap_or(0)
+    }
+}
+
+impl Process {
+    /// Open fds as a share of the soft RLIMIT_NOFILE; `None` when either is
+    /// unknown, or the limit is 0 or unlimited.
+    pub fn fd_use(&self) -> Option<f64> {
+        match (self.fds, self.fd_limit) {
+            (Some(f), Some(l)) if l > 0 && l != u64::MAX => Some(f as f64 / l as f64),
+            _ => None,
+        }
+    }
+}
+
 impl Netns {
     /// The first (best) name, for text output and `subject.netns`.
     pub fn name(&self) -> &str {

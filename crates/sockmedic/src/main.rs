@@ -99,10 +99,8 @@ fn select_processes(procs: &mut Vec<Process>, args: &ProcsArgs, common: &Common)
         procs.retain(|p| pod_matches(p, want));
     }
     let key = |p: &Process| -> (u64, u64) {
-        let fd_use = match (p.fds, p.fd_limit) {
-            (Some(f), Some(l)) if l > 0 && l != u64::MAX => f * 1_000_000 / l,
-            _ => 0,
-        };
+        // In millionths, so that it sorts as an integer.
+        let fd_use = (p.fd_use().unwrap_or(0.0) * 1_000_000.0) as u64;
         let first = match args.sort {
             ProcSort::Sockets => p.socket_fds.unwrap_or(0),
             ProcSort::Tcp => render::procs::tcp_total(p),

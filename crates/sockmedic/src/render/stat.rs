@@ -239,7 +239,7 @@ fn netns_section(snap: &Snapshot, style: Style) -> String {
     for ns in &snap.netns {
         let inuse = match (ns.sockstat.tcp_inuse, ns.sockstat.tcp6_inuse) {
             (None, None) => cell("?", Tone::Dim),
-            (a, b) => num(a.unwrap_or(0) + b.unwrap_or(0)).into(),
+            _ => num(ns.sockstat.tcp_inuse_total()).into(),
         };
         let orphans = match ns.orphans {
             Some(n) => num(n).into(),
@@ -365,10 +365,7 @@ fn processes_section(snap: &Snapshot, style: Style) -> String {
     }
     let mut rows: Vec<&sockmedic_model::Process> = snap.processes.iter().collect();
     rows.sort_by(|a, b| b.socket_fds.cmp(&a.socket_fds).then(a.pid.cmp(&b.pid)));
-    let near_limit = |p: &sockmedic_model::Process| match (p.fds, p.fd_limit) {
-        (Some(f), Some(l)) if l > 0 && l != u64::MAX => f * 100 >= l * 80,
-        _ => false,
-    };
+    let near_limit = |p: &sockmedic_model::Process| p.fd_use().is_some_and(|u| u >= 0.8);
     let mut shown: Vec<&sockmedic_model::Process> = rows.iter().take(5).copied().collect();
     for p in rows
         .iter()
