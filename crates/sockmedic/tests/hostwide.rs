@@ -612,12 +612,12 @@ fn orphan_namespace(test: &str, spares: u64) -> (TestNetns, Load) {
         "{}",
         load.ready
     );
-    let fw1 = ns.ss(&["state", "fin-wait-1"]);
+    let ss = ns.ss_tan();
     assert_eq!(
-        fw1.rows.len() as u64,
+        ss.count("FIN-WAIT-1"),
         ORPHANS,
         "FIN-WAIT-1 in the namespace:\n{}",
-        fw1.text()
+        ss.text()
     );
     (ns, load)
 }
