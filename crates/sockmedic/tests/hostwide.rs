@@ -630,6 +630,9 @@ fn assert_orphan_pressure(
     before: u64,
     after: u64,
     severity: &str,
+    // Over the limit the kernel kills orphans (this namespace's too) as their timers
+    // fire: then the namespace's count is only bounded above.
+    killing: bool,
 ) -> Value {
     let f = one_finding(report, "orphan-pressure").clone();
     let ctx = format!(
@@ -673,8 +676,9 @@ fn assert_orphan_pressure(
     // The namespace holding most of the orphans sockmedic can see is this one.
     let mine = netns_named(report, &ns.name);
     let mine_orphans = u64_of(&mine["orphans"], "this namespace's netns.orphans");
+    let lowest = if killing { 1 } else { ORPHANS };
     assert!(
-        (ORPHANS..=ORPHANS + 8).contains(&mine_orphans),
+        (lowest..=ORPHANS + 8).contains(&mine_orphans),
         "netns.orphans of {}: {mine_orphans}, made {ORPHANS}\n{ctx}",
         ns.name
     );
@@ -716,7 +720,7 @@ fn orphan_pressure_critical_when_twice_the_orphans_reach_tcp_max_orphans() {
             let r = check(&[]);
             (r, host_sockstat().orphan)
         });
-    assert_orphan_pressure(&report, &ns, limit, before, after, "critical");
+    assert_orphan_pressure(&report, &ns, limit, before, after, "critical", false);
 }
 
 /// 4 × orphans ≥ tcp_max_orphans > 2 × orphans: only orphans hit by an ICMP error as
@@ -734,7 +738,7 @@ fn orphan_pressure_warning_when_only_the_4x_penalty_reaches_tcp_max_orphans() {
             let r = check(&[]);
             (r, host_sockstat().orphan)
         });
-    assert_orphan_pressure(&report, &ns, limit, before, after, "warning");
+    assert_orphan_pressure(&report, &ns, limit, before, after, "warning", false);
 }
 
 /// tcp_max_orphans below the orphan count, then one more close of a connection with
@@ -749,7 +753,9 @@ fn orphan_pressure_cites_too_many_orphaned_sockets_from_the_kernel_log() {
     for attempt in 1..=spares {
         let cursor = kmsg_cursor();
         let before = host_sockstat().orphan;
-        let limit = (before * 9 / 10).max(1);
+        // Just under the count: the kernel kills orphans only until the count is
+        // back under the limit, so the host is disturbed as little as possible.
+        let limit = before.saturating_sub((before / 50).max(5)).max(1);
         let mut guard = HostSysctl::set("net.ipv4.tcp_max_orphans", &limit.to_string());
         let closed = load.close_one("close-spare");
         let Some(rec) = wait_for_kmsg(cursor, LINE, Duration::from_secs(2)) else {
@@ -782,7 +788,7 @@ fn orphan_pressure_cites_too_many_orphaned_sockets_from_the_kernel_log() {
         );
         // Over the limit itself (the kills bring the count down towards it, not
         // under half of it): critical.
-        let f = assert_orphan_pressure(&report, &ns, limit, before, after, "critical");
+        let f = assert_orphan_pressure(&report, &ns, limit, before, after, "critical", false);
         assert!(
             cites(&f, "too many orphaned sockets"),
             "orphan-pressure cites the kernel's {LINE:?} in its evidence:\n{}",
@@ -1080,8 +1086,8 @@ fn kernel_log_file_is_counted_and_unexplained_kinds_are_findings() {
     let newest = real.iter().map(|r| r.0).fold(f64::MIN, f64::max);
     let oldest = real.iter().map(|r| r.0).fold(f64::MAX, f64::min);
     let now = uptime_s();
-    assert!(now > 600.0, "the host has been up for 10 minutes");
-    let span = (newest - oldest).min(now - 120.0);
+    // At most half an hour (kernel-log.recent is an hour), never before boot.
+    let span = (newest - oldest).min(1800.0).min((now - 20.0).max(0.0));
     let shift = now - 10.0 - newest;
     let mut lines: Vec<(f64, String)> = real
         .iter()
