@@ -300,8 +300,10 @@ def main():
         die(f"running in netns {own}, not in the expected {a.netns_inode}")
 
     socket.setdefaulttimeout(20)
-    # Per-namespace sysctls only.
-    write_sysctl("net/ipv4/tcp_orphan_retries", 12)
+    # Per-namespace sysctls only, and only for the loads that need them (a healthy
+    # namespace keeps every default).
+    if a.orphans or a.spares:
+        write_sysctl("net/ipv4/tcp_orphan_retries", 12)
     if a.fill:
         write_sysctl("net/ipv4/tcp_rmem", f"4096 {a.buf} {max(a.buf, 6 << 20)}")
         write_sysctl("net/ipv4/tcp_wmem", f"4096 {a.buf} {max(a.buf, 4 << 20)}")
