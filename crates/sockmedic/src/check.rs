@@ -4,7 +4,9 @@
 
 use crate::cli::{CheckArgs, Common};
 use crate::render::check::Options;
-use crate::{config, dump_mode, kernel_log, options, render, style, sysctl_out, write_json, write_out};
+use crate::{
+    config, dump_mode, kernel_log, options, render, style, sysctl_out, write_json, write_out,
+};
 use anyhow::{bail, Result};
 use sockmedic_collect::{collect, CollectOptions, DumpMode};
 use sockmedic_diagnose::diagnose;
@@ -29,8 +31,7 @@ pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
         );
     }
     if let Some(p) = &args.kernel_log {
-        std::fs::File::open(p)
-            .map_err(|e| anyhow::anyhow!("--kernel-log {}: {e}", p.display()))?;
+        std::fs::File::open(p).map_err(|e| anyhow::anyhow!("--kernel-log {}: {e}", p.display()))?;
     }
 
     let full = CollectOptions {

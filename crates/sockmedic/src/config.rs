@@ -46,7 +46,12 @@ fn apply_text(t: &mut Thresholds, text: &str) -> Result<()> {
                 format!("line {line}, column {col}: ")
             })
             .unwrap_or_default();
-        let message: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let message: Vec<&str> = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         anyhow!("{at}{}", message.join("; "))
     })?;
     for (key, value) in &table {
@@ -54,7 +59,10 @@ fn apply_text(t: &mut Thresholds, text: &str) -> Result<()> {
             bail!("unknown key {key:?} (known: thresholds)");
         }
         let Some(values) = value.as_table() else {
-            bail!("thresholds: expected a table ([thresholds]), found a {}", value.type_str());
+            bail!(
+                "thresholds: expected a table ([thresholds]), found a {}",
+                value.type_str()
+            );
         };
         set_all(t, "", values)?;
     }
@@ -125,7 +133,9 @@ mod tests {
             "threshold = 1\n",
             "thresholds = 3\n",
         ] {
-            let e = apply_text(&mut Thresholds::default(), bad).unwrap_err().to_string();
+            let e = apply_text(&mut Thresholds::default(), bad)
+                .unwrap_err()
+                .to_string();
             assert!(!e.contains('\n'), "{bad:?}: {e}");
             assert!(!e.is_empty());
         }

@@ -20,7 +20,8 @@ pub fn read(path: Option<&Path>) -> Result<(Option<KernelLog>, Vec<Missing>)> {
     match path {
         Some(p) => {
             // Read it all the same: an unreadable or misspelt file must fail now.
-            let bytes = std::fs::read(p).with_context(|| format!("--kernel-log {}", p.display()))?;
+            let bytes =
+                std::fs::read(p).with_context(|| format!("--kernel-log {}", p.display()))?;
             Ok((
                 None,
                 vec![Missing::new(

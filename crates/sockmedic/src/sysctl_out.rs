@@ -63,7 +63,11 @@ pub fn target(snap: &Snapshot, f: &Finding) -> Target {
     let ns: Option<&Netns> = s
         .netns
         .as_deref()
-        .and_then(|name| snap.netns.iter().find(|n| n.names.iter().any(|x| x == name)))
+        .and_then(|name| {
+            snap.netns
+                .iter()
+                .find(|n| n.names.iter().any(|x| x == name))
+        })
         .or_else(|| {
             let pid = s.pid?;
             let id = snap.processes.iter().find(|p| p.pid == pid)?.netns?;
@@ -95,7 +99,13 @@ pub fn target(snap: &Snapshot, f: &Finding) -> Target {
     let pid = ns
         .names
         .iter()
-        .find_map(|n| n.strip_prefix("pid ")?.split(' ').next()?.parse::<u32>().ok())
+        .find_map(|n| {
+            n.strip_prefix("pid ")?
+                .split(' ')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
         .or_else(|| {
             snap.processes
                 .iter()
@@ -134,7 +144,9 @@ pub fn command(snap: &Snapshot, f: &Finding, name: &str, value: &str) -> String 
 }
 
 fn shell_word(v: &str) -> String {
-    if v.chars().all(|c| c.is_ascii_alphanumeric() || ",.-_:/".contains(c)) {
+    if v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || ",.-_:/".contains(c))
+    {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\'', r"'\''"))
@@ -297,10 +309,13 @@ fn choose<'a>(ps: &[&Proposal<'a>]) -> (&'a str, Option<String>) {
     let listed = distinct.join(", ");
     match nums {
         Some(nums) => {
-            let (i, _) = nums
-                .iter()
-                .enumerate()
-                .fold((0, f64::MIN), |best, (i, n)| if *n > best.1 { (i, *n) } else { best });
+            let (i, _) = nums.iter().enumerate().fold((0, f64::MIN), |best, (i, n)| {
+                if *n > best.1 {
+                    (i, *n)
+                } else {
+                    best
+                }
+            });
             let v = distinct[i];
             (
                 v,

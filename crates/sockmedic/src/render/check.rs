@@ -104,7 +104,11 @@ fn summary(report: &Report, opts: &Options, style: Style) -> String {
         None => scope.push_str(", no counter rates"),
     }
     if !opts.changed.is_empty() {
-        let list: Vec<String> = opts.changed.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let list: Vec<String> = opts
+            .changed
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         let _ = write!(scope, "; thresholds changed: {}", list.join(", "));
     }
     let mut out = String::new();
@@ -112,7 +116,10 @@ fn summary(report: &Report, opts: &Options, style: Style) -> String {
         let head = if info == 0 {
             "No problem found".to_string()
         } else {
-            format!("No problem found above info ({info} info finding{})", plural(info))
+            format!(
+                "No problem found above info ({info} info finding{})",
+                plural(info)
+            )
         };
         let _ = writeln!(out, "{}: {scope}.", style.paint(Tone::Bold, &head));
     } else {
@@ -392,17 +399,22 @@ mod tests {
         let snap = Snapshot::default();
         let style = Style { color: false };
         let short = finding(&snap, &sample(), false, style);
-        assert!(short.starts_with("WARNING close-wait-leak  pid 7"), "{short}");
-        assert!(short.contains(
-            "subject: netns host, state CLOSE-WAIT, pid 7 (srv), count 20\n"
-        ));
+        assert!(
+            short.starts_with("WARNING close-wait-leak  pid 7"),
+            "{short}"
+        );
+        assert!(short.contains("subject: netns host, state CLOSE-WAIT, pid 7 (srv), count 20\n"));
         assert!(short.contains("evidence 3") && !short.contains("evidence 4"));
         assert!(short.contains("sysctl -w fs.file-max=100"));
         assert!(!short.contains("Will not help") && !short.contains("why:"));
-        assert!(short.trim_end().ends_with("more: sockmedic explain close-wait-leak"));
+        assert!(short
+            .trim_end()
+            .ends_with("more: sockmedic explain close-wait-leak"));
         let long = finding(&snap, &sample(), true, style);
         assert!(long.contains("evidence 5") && long.contains("note: Will not help"));
         assert!(long.contains("  why:\n    why it happens"));
-        assert!(long.lines().all(|l| l.chars().count() <= 100 || l.contains("evidence")));
+        assert!(long
+            .lines()
+            .all(|l| l.chars().count() <= 100 || l.contains("evidence")));
     }
 }

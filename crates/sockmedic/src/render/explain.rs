@@ -47,7 +47,11 @@ pub fn thresholds(style: Style) -> String {
         ("MEANING", Align::Left),
     ]);
     for d in THRESHOLDS {
-        t.row(vec![d.name.into(), d.default.to_string().into(), d.doc.into()]);
+        t.row(vec![
+            d.name.into(),
+            d.default.to_string().into(),
+            d.doc.into(),
+        ]);
     }
     out.push_str(&t.render(style));
     out
