@@ -31,7 +31,8 @@ fn exhaustion(ctx: &Ctx, ns: &Netns) -> Option<Finding> {
     let by_total = level(total_ratio, warn, crit);
     let by_dest = level(dest_ratio, warn, crit);
     let severity = by_total.max(by_dest)?;
-    let per_dest = by_dest > by_total || (by_dest == by_total && dest_ratio > total_ratio);
+    // The destination is the more precise subject when it explains the total.
+    let per_dest = dest.is_some() && by_dest >= by_total && dest_ratio >= total_ratio;
     let mut subject = Subject {
         netns: Some(ns.name().to_string()),
         pod: ns.pod.clone(),
