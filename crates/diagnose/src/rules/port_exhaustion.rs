@@ -141,7 +141,7 @@ fn widen(
     e: &EphemeralUse,
     used: u64,
 ) -> crate::context::FindingBuilder {
-    let want = (2 * used).max(DEFAULT_SIZE).min(64_511);
+    let want = (2 * used).clamp(DEFAULT_SIZE, 64_511);
     let low = (65_536 - want).max(1024) & !1; // even low, odd high: different parity
     if low >= u64::from(e.range[0]) {
         return f.fix(
