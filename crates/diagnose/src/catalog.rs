@@ -164,7 +164,9 @@ pub static CATALOG: [Rule; 13] = [
     Rule {
         code: "socket-leak",
         summary: "a process holds TCP socket fds that are in no table (CLOSE: never connected, or reset and not closed)",
-        needs: &[Need::Processes],
+        // Without a process scan it still reports what sockstat proves (incident 3's
+        // `ss -s`), unattributed.
+        needs: &[],
         thresholds: &["socket-leak.warning", "socket-leak.critical"],
         explains: &[LogKind::NoMoreSockets],
         page: page!("socket-leak"),

@@ -1,7 +1,7 @@
 //! What every rule reads: the snapshot, the rates, the thresholds, and helpers to
 //! name subjects and quote the kernel log.
 
-use crate::words::{ago, pct};
+use crate::words::ago;
 use crate::Thresholds;
 use sockmedic_model::{
     Finding, KernelMessage, LogKind, Netns, Process, Rates, Remedy, Severity, Snapshot, Subject,
@@ -137,11 +137,6 @@ impl<'a> Ctx<'a> {
             s.push_str(&format!(", netns {name}"));
         }
         s
-    }
-
-    /// A ratio sentence: "12000 of 28232 (42.5%)".
-    pub fn of(&self, n: u64, limit: u64) -> String {
-        format!("{n} of {limit} ({})", pct(n as f64 / limit.max(1) as f64))
     }
 }
 

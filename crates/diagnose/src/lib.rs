@@ -89,3 +89,5 @@ fn sort(findings: &mut [Finding]) {
 
 #[cfg(test)]
 mod testkit;
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 /// `later` is not later.
 pub fn rates(earlier: &Snapshot, later: &Snapshot) -> Option<Rates> {
     let interval_s = later.source.uptime_s? - earlier.source.uptime_s?;
-    if !(interval_s > 0.0) {
+    if interval_s.is_nan() || interval_s <= 0.0 {
         return None;
     }
     let mut out = Rates {

@@ -25,11 +25,6 @@ pub fn pow2_at_least(n: u64) -> u64 {
     n.max(1).next_power_of_two()
 }
 
-/// n rounded up to a multiple of `step`.
-pub fn round_up(n: u64, step: u64) -> u64 {
-    n.div_ceil(step.max(1)) * step.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +36,5 @@ mod tests {
         assert_eq!(ago(4000.0), "66 min");
         assert_eq!(ago(8000.0), "2h13m");
         assert_eq!(pow2_at_least(1000), 1024);
-        assert_eq!(round_up(1001, 1000), 2000);
     }
 }

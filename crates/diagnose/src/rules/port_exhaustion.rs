@@ -31,7 +31,8 @@ fn exhaustion(ctx: &Ctx, ns: &Netns) -> Option<Finding> {
     let by_total = level(total_ratio, warn, crit);
     let by_dest = level(dest_ratio, warn, crit);
     let severity = by_total.max(by_dest)?;
-    let per_dest = by_dest > by_total || (by_dest == by_total && dest_ratio > total_ratio);
+    // The destination is the more precise subject when it explains the total.
+    let per_dest = dest.is_some() && by_dest >= by_total && dest_ratio >= total_ratio;
     let mut subject = Subject {
         netns: Some(ns.name().to_string()),
         pod: ns.pod.clone(),
@@ -140,7 +141,7 @@ fn widen(
     e: &EphemeralUse,
     used: u64,
 ) -> crate::context::FindingBuilder {
-    let want = (2 * used).max(DEFAULT_SIZE).min(64_511);
+    let want = (2 * used).clamp(DEFAULT_SIZE, 64_511);
     let low = (65_536 - want).max(1024) & !1; // even low, odd high: different parity
     if low >= u64::from(e.range[0]) {
         return f.fix(
