@@ -224,10 +224,7 @@ pub fn render(snap: &Snapshot, findings: &[Finding]) -> String {
         let (value, conflict) = choose(&mine);
         match scope(name) {
             Scope::Host => {
-                let _ = writeln!(
-                    out,
-                    "# {name}: host-only (one value for every namespace; set it in the initial namespace)"
-                );
+                let _ = writeln!(out, "# {name}: host-only (one value for the whole host)");
             }
             Scope::Netns => {
                 let mut targets: Vec<&Target> = Vec::new();
@@ -238,7 +235,7 @@ pub fn render(snap: &Snapshot, findings: &[Finding]) -> String {
                 }
                 let _ = writeln!(
                     out,
-                    "# {name}: per-namespace; takes effect only in {}",
+                    "# {name}: per-namespace, for {}",
                     targets
                         .iter()
                         .map(|t| t.label.as_str())
@@ -293,10 +290,11 @@ pub fn render(snap: &Snapshot, findings: &[Finding]) -> String {
 }
 
 /// The value to write, and a note when the proposals disagree: the largest number
-/// wins; values that are not single numbers keep the first (most severe) one.
+/// wins; of ranges (`low high`, as ip_local_port_range), the widest; otherwise the
+/// first (most severe finding's) value is kept.
 fn choose<'a>(ps: &[&Proposal<'a>]) -> (&'a str, Option<String>) {
     let first = ps[0].value;
-    let mut distinct: Vec<&str> = Vec::new();
+    let mut distinct: Vec<&'a str> = Vec::new();
     for p in ps {
         if !distinct.contains(&p.value) {
             distinct.push(p.value);
@@ -305,18 +303,22 @@ fn choose<'a>(ps: &[&Proposal<'a>]) -> (&'a str, Option<String>) {
     if distinct.len() == 1 {
         return (first, None);
     }
-    let nums: Option<Vec<f64>> = distinct.iter().map(|v| v.trim().parse().ok()).collect();
+    let numbers =
+        |v: &str| -> Option<Vec<f64>> { v.split_whitespace().map(|n| n.parse().ok()).collect() };
+    let parsed: Option<Vec<Vec<f64>>> = distinct.iter().map(|v| numbers(v)).collect();
     let listed = distinct.join(", ");
-    match nums {
-        Some(nums) => {
-            let (i, _) = nums.iter().enumerate().fold((0, f64::MIN), |best, (i, n)| {
-                if *n > best.1 {
-                    (i, *n)
-                } else {
-                    best
-                }
-            });
-            let v = distinct[i];
+    let best = |key: &dyn Fn(&[f64]) -> f64, parsed: &[Vec<f64>]| {
+        let mut at = 0;
+        for (i, v) in parsed.iter().enumerate() {
+            if key(v) > key(&parsed[at]) {
+                at = i;
+            }
+        }
+        distinct[at]
+    };
+    match parsed {
+        Some(p) if p.iter().all(|v| v.len() == 1) => {
+            let v = best(&|v| v[0], &p);
             (
                 v,
                 Some(format!(
@@ -324,7 +326,16 @@ fn choose<'a>(ps: &[&Proposal<'a>]) -> (&'a str, Option<String>) {
                 )),
             )
         }
-        None => (
+        Some(p) if p.iter().all(|v| v.len() == 2) => {
+            let v = best(&|v| v[1] - v[0], &p);
+            (
+                v,
+                Some(format!(
+                    "Conflicting ranges proposed ({listed}): kept the widest, {v}"
+                )),
+            )
+        }
+        _ => (
             first,
             Some(format!(
                 "Conflicting values proposed ({listed}): kept the most severe finding's, {first}"
@@ -337,4 +348,169 @@ fn choose<'a>(ps: &[&Proposal<'a>]) -> (&'a str, Option<String>) {
 pub fn write(path: &Path, snap: &Snapshot, findings: &[Finding]) -> Result<()> {
     std::fs::write(path, render(snap, findings))
         .with_context(|| format!("--sysctl-out {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockmedic_model::{Netns, Subject};
+    use std::collections::BTreeMap;
+
+    fn finding(code: &str, sev: Severity, netns: &str, sysctl: &[(&str, &str)]) -> Finding {
+        Finding {
+            code: code.into(),
+            severity: sev,
+            title: format!("{code} title"),
+            subject: Subject {
+                netns: Some(netns.into()),
+                ..Subject::default()
+            },
+            evidence: vec![],
+            explanation: String::new(),
+            remedy: vec![Remedy {
+                action: format!("{code} action"),
+                sysctl: sysctl
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                caveat: Some(format!("{code} caveat")),
+            }],
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut snap = Snapshot::default();
+        snap.source.host = "box".into();
+        snap.source.taken_at = "2026-01-01T00:00:00Z".into();
+        snap.source.tool = "sockmedic 9.9".into();
+        snap.netns = vec![
+            Netns {
+                id: 1,
+                names: vec!["host".into()],
+                host: true,
+                ..Netns::default()
+            },
+            Netns {
+                id: 2,
+                names: vec!["pod shop/cart".into(), "pid 42 (java)".into()],
+                pod: Some("shop/cart".into()),
+                ..Netns::default()
+            },
+        ];
+        snap
+    }
+
+    /// `name = value` lines of a sysctl.d text, checking every other line is a
+    /// comment or blank.
+    fn settings(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.split_once(" = ").unwrap_or_else(|| panic!("{l:?}"));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn settings_are_commented_scoped_and_deduplicated() {
+        let snap = snapshot();
+        let findings = [
+            finding(
+                "orphan-pressure",
+                Severity::Critical,
+                "host",
+                &[
+                    ("net.ipv4.tcp_max_orphans", "262144"),
+                    ("net.ipv4.tcp_orphan_retries", "3"),
+                ],
+            ),
+            finding(
+                "teardown-stall",
+                Severity::Warning,
+                "pod shop/cart",
+                &[("net.ipv4.tcp_orphan_retries", "5")],
+            ),
+            finding(
+                "port-exhaustion",
+                Severity::Warning,
+                "pod shop/cart",
+                &[("net.ipv4.ip_local_port_range", "40000 65535")],
+            ),
+            finding(
+                "risky-sysctl",
+                Severity::Warning,
+                "pod shop/cart",
+                &[("net.ipv4.ip_local_port_range", "32768 60999")],
+            ),
+        ];
+        let text = render(&snap, &findings);
+        assert!(text.starts_with("# sysctl settings proposed by `sockmedic check`\n# host box, 2026-01-01T00:00:00Z, sockmedic 9.9\n# Review before applying; sockmedic changed nothing.\n"), "{text}");
+        assert_eq!(
+            settings(&text),
+            [
+                ("net.ipv4.tcp_max_orphans".to_string(), "262144".to_string()),
+                ("net.ipv4.tcp_orphan_retries".into(), "5".into()),
+                ("net.ipv4.ip_local_port_range".into(), "32768 60999".into()),
+            ]
+        );
+        assert!(
+            text.contains("# net.ipv4.tcp_max_orphans: host-only"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# net.ipv4.tcp_orphan_retries: per-namespace, for the host, netns pod shop/cart"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.tcp_orphan_retries=5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pod shop/cart: to keep it across restarts"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Conflicting values proposed (3, 5): kept the largest, 5"),
+            "{text}"
+        );
+        assert!(text.contains("kept the widest, 32768 60999"), "{text}");
+        assert!(
+            text.contains("# orphan-pressure (critical): orphan-pressure title"),
+            "{text}"
+        );
+        assert!(text.contains("#   Caveat: teardown-stall caveat"), "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| !l.contains("sysctl -w"))
+                .all(|l| l.chars().count() <= 100),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_proposal_still_writes_the_header() {
+        let text = render(&snapshot(), &[]);
+        assert!(settings(&text).is_empty());
+        assert!(text.contains("No finding proposed a sysctl change"));
+    }
+
+    #[test]
+    fn commands_run_where_the_setting_applies() {
+        let snap = snapshot();
+        let f = finding("x", Severity::Warning, "pod shop/cart", &[]);
+        assert_eq!(
+            command(&snap, &f, "net.ipv4.tcp_tw_reuse", "1"),
+            "nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.tcp_tw_reuse=1"
+        );
+        // Host-only: always the host, whatever namespace the finding names.
+        assert_eq!(
+            command(&snap, &f, "net.ipv4.tcp_max_orphans", "65536"),
+            "sysctl -w net.ipv4.tcp_max_orphans=65536"
+        );
+        assert_eq!(scope("fs.file-max"), Scope::Host);
+        assert_eq!(scope("net.core.somaxconn"), Scope::Netns);
+    }
 }
