@@ -24,7 +24,8 @@ const MAX_INTERVAL_S: f64 = 3600.0;
 pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
     // Everything that can be wrong with the arguments fails before any collection.
     let thresholds = config::thresholds(args)?;
-    if !args.once && !(args.interval > 0.0 && args.interval <= MAX_INTERVAL_S) {
+    let interval_ok = args.interval > 0.0 && args.interval <= MAX_INTERVAL_S;
+    if !args.once && !interval_ok {
         bail!(
             "--interval {}: expected seconds above 0 and at most {MAX_INTERVAL_S}",
             args.interval
