@@ -51,6 +51,7 @@ pub fn render(report: &Report, opts: &Options, style: Style) -> String {
         style.paint(Tone::Bold, "Evidence (what `sockmedic stat` shows)")
     );
     out.push_str(super::stat::sections(snap, style).trim_start_matches('\n'));
+    out.push_str(&kernel_log(snap, style));
     out.push_str(&rates(report, opts, style));
     out
 }
@@ -286,6 +287,43 @@ fn skipped(report: &Report, style: Style) -> String {
     out
 }
 
+/// What the kernel log held: one line per known message, with its count and the
+/// last time it was seen. Nothing when the log was not read ("Not seen" says why).
+fn kernel_log(snap: &Snapshot, style: Style) -> String {
+    let Some(k) = &snap.kernel_log else {
+        return String::new();
+    };
+    let mut head = format!("Kernel log: {}, {} records", k.source, k.records);
+    if k.suppressed > 0 {
+        let _ = write!(
+            head,
+            " ({} more suppressed by rate limiting: counts are lower bounds)",
+            k.suppressed
+        );
+    }
+    if k.messages.is_empty() {
+        head.push_str("; no known socket-exhaustion message");
+    }
+    let mut out = format!("\n{}\n", style.paint(Tone::Bold, &head));
+    for m in &k.messages {
+        let mut line = format!("  {} ×{}", m.kind, m.count);
+        if let Some(d) = &m.detail {
+            let _ = write!(line, " ({d})");
+        }
+        match (&m.last, m.last_uptime_s) {
+            (Some(t), _) => {
+                let _ = write!(line, ", last {t}");
+            }
+            (None, Some(u)) => {
+                let _ = write!(line, ", last at uptime {u:.0} s");
+            }
+            _ => {}
+        }
+        let _ = writeln!(out, "{line}: \"{}\"", m.sample.trim());
+    }
+    out
+}
+
 /// One line per namespace whose important counters moved.
 fn rates(report: &Report, opts: &Options, style: Style) -> String {
     let Some(rates) = &report.rates else {
@@ -392,6 +430,35 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn the_kernel_log_lists_its_known_messages() {
+        use sockmedic_model::{KernelLog, KernelMessage, LogKind};
+        let style = Style { color: false };
+        let mut snap = Snapshot::default();
+        assert_eq!(kernel_log(&snap, style), "");
+        snap.kernel_log = Some(KernelLog {
+            source: "/dev/kmsg".into(),
+            records: 416,
+            suppressed: 0,
+            messages: vec![KernelMessage {
+                kind: LogKind::SynFlood,
+                count: 2,
+                first: None,
+                last: Some("2026-11-22T06:13:38Z".into()),
+                first_uptime_s: Some(1.0),
+                last_uptime_s: Some(2.0),
+                detail: Some("127.0.0.1:7500".into()),
+                sample: "TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:7500."
+                    .into(),
+            }],
+            ..KernelLog::default()
+        });
+        assert_eq!(
+            kernel_log(&snap, style),
+            "\nKernel log: /dev/kmsg, 416 records\n  syn-flood ×2 (127.0.0.1:7500), last 2026-11-22T06:13:38Z: \"TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:7500.\"\n"
+        );
     }
 
     #[test]
