@@ -215,6 +215,29 @@ fn boot_time_turns_uptimes_into_the_wall_times_dmesg_t_printed() {
 }
 
 #[test]
+fn dmesg_delta_forms_give_the_plain_messages() {
+    // Captured a little later than the others (see the fixtures README): the same
+    // 30 records in both files.
+    let with_delta = fixture("dmesg-d.txt");
+    let delta_only = fixture("dmesg-time-format-delta.txt");
+    assert_eq!(with_delta.lines().count(), 30);
+    for (a, b) in with_delta.lines().zip(delta_only.lines()) {
+        let (a, b) = (parse_line(a), parse_line(b));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("not parsed");
+        };
+        assert_eq!((a.format, b.format), (LineFormat::Dmesg, LineFormat::Dmesg));
+        assert!(a.uptime_s.is_some() && b.uptime_s.is_none());
+        assert_eq!(a.message, b.message);
+        assert!(!a.message.starts_with('['), "{}", a.message);
+    }
+    let (a, b) = (log_of("dmesg-d.txt"), log_of("dmesg-time-format-delta.txt"));
+    assert_eq!(summary(&a), summary(&b));
+    assert_eq!(a.messages[0].kind, LogKind::PortRangeParity);
+    assert!(a.messages.iter().any(|m| m.kind == LogKind::TooManyOrphans));
+}
+
+#[test]
 fn the_documented_wordings_of_older_kernels() {
     let text = fixture("kernel-source-strings.txt");
     for line in text.lines() {

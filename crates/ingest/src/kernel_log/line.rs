@@ -76,7 +76,7 @@ impl<'a> LogLine<'a> {
 /// multi-line input is looked at. Never panics, whatever the input.
 pub fn parse_line(line: &str) -> Option<LogLine<'_>> {
     let line = line.split('\n').next().unwrap_or("").trim_end();
-    if line.trim_start().is_empty() || is_kmsg_dictionary(line) {
+    if line.trim_start().is_empty() || is_kmsg_dictionary(line) || is_journal_marker(line) {
         return None;
     }
     if let Some(parsed) = kmsg(line) {
@@ -112,6 +112,12 @@ fn is_kmsg_dictionary(line: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// `-- Boot 0c3e... --`, `-- No entries --`, `-- Logs begin at ... --`: journalctl's
+/// own lines, not records.
+fn is_journal_marker(line: &str) -> bool {
+    line.len() >= 6 && line.starts_with("-- ") && line.ends_with(" --")
 }
 
 /// `6,405,9973796775,-;TCP: ...` (and `...,-,caller=T12;msg` on kernels with
@@ -167,10 +173,22 @@ fn strip_decoded_facility(line: &str) -> (Option<bool>, &str) {
     }
 }
 
-/// `[  123.456789] msg` (dmesg), `[Sun Nov 22 05:58:03 2026] msg` (dmesg -T),
+/// `[  123.456789] msg` (dmesg), `[ 123.456789 <    0.000123>] msg` (dmesg -d),
+/// `[<    0.000123>] msg` (dmesg --time-format delta: no uptime, only the time since
+/// the previous record), `[  +0.000123] msg` (the same in older util-linux),
+/// `[Sun Nov 22 05:58:03 2026] msg` (dmesg -T),
 /// `[  123.456789] host kernel: msg` (journalctl -o short-monotonic).
 fn bracketed(line: &str) -> Option<LogLine<'_>> {
     let (inside, rest) = line.strip_prefix('[')?.split_once(']')?;
+    if let Some(delta) = inside.strip_prefix('<').and_then(|d| d.strip_suffix('>')) {
+        uptime(delta)?;
+        return Some(LogLine::new(LineFormat::Dmesg, rest));
+    }
+    if let Some(delta) = inside.trim_start().strip_prefix('+') {
+        uptime(delta)?;
+        return Some(LogLine::new(LineFormat::Dmesg, rest));
+    }
+    let inside = inside.split('<').next().unwrap_or(inside);
     if let Some(uptime) = uptime(inside) {
         let mut parsed = match syslog_tail(rest, false) {
             Some(tail) => tail.into_line(),
@@ -410,6 +428,18 @@ mod tests {
         assert_eq!(l.format, LineFormat::DmesgIso);
         assert_eq!(l.wall.as_deref(), Some("2026-11-22T06:06:58.642665+00:00"));
         assert!(l.message.starts_with("TCP: request_sock_TCP: Possible"));
+        let l = parse("[ 9975.097350 <    0.667859>] TCP: x");
+        assert_eq!((l.uptime_s, l.message), (Some(9975.09735), "TCP: x"));
+        let l = parse("[<    2.807312>] TCP: x");
+        assert_eq!(
+            (l.format, l.uptime_s, l.message),
+            (LineFormat::Dmesg, None, "TCP: x")
+        );
+        let l = parse("[  +0.667859] TCP: x");
+        assert_eq!(
+            (l.format, l.uptime_s, l.message),
+            (LineFormat::Dmesg, None, "TCP: x")
+        );
         let l = parse("[    1.000000] [    T1] VFS: file-max limit 65536 reached");
         assert_eq!(l.message, "VFS: file-max limit 65536 reached");
     }
@@ -471,5 +501,11 @@ mod tests {
         assert_eq!(parse_line(""), None);
         assert_eq!(parse_line("   \t "), None);
         assert_eq!(parse_line("\r\n"), None);
+        assert_eq!(parse_line("-- No entries --"), None);
+        assert_eq!(
+            parse_line("-- Boot 0c3e9a3b5f2e4e51a0c4d3e2f1a0b9c8 --"),
+            None
+        );
+        assert_eq!(parse("-- x").message, "-- x");
     }
 }
