@@ -102,7 +102,9 @@ pub struct KernelMessage {
     pub first_uptime_s: Option<f64>,
     pub last_uptime_s: Option<f64>,
     /// What varies inside the message: the port of a SYN flood (`203.0.113.5:443`),
-    /// the namespace of a full conntrack table, the file-max limit.
+    /// the namespace of a full conntrack table, the file-max limit. `(others)` for
+    /// the occurrences of a kind folded together once the log held too many
+    /// distinct details (a flood over thousands of ports).
     pub detail: Option<String>,
     /// The message of the last occurrence, as logged.
     pub sample: String,
