@@ -1,45 +1,45 @@
 //! The kernel log for `check`: the known socket-exhaustion messages of /dev/kmsg,
 //! or of a saved `dmesg` / `journalctl -k` file given with `--kernel-log`.
-//!
-//! The reader (`sockmedic_collect::kmsg`) and the parser (`sockmedic_ingest`) are
-//! being written on another branch; until they land, the log is reported as not
-//! read, so the `kernel-log` check is skipped with that reason.
+//! Reading is `sockmedic_collect::kmsg`'s, parsing and counting `sockmedic_ingest`'s;
+//! this is the glue.
 
 use anyhow::{Context, Result};
+use sockmedic_collect::kmsg;
 use sockmedic_model::{KernelLog, Missing};
+use std::io::BufReader;
 use std::path::Path;
 
-/// What the `missing` entry of the kernel log is called (the catalog's `KernelLog`
-/// need finds its reason under this name).
-const WHAT: &str = "kernel log";
-
 /// Reads the kernel log. A file named with `--kernel-log` that cannot be read is an
-/// error (the user asked for it); /dev/kmsg that cannot be read is a `missing`
-/// entry, and the check goes on without the log.
+/// error (the user asked for it); /dev/kmsg that cannot be read (not root,
+/// `kernel.dmesg_restrict`, a container) is a `missing` entry, and the check goes on
+/// without the log.
 pub fn read(path: Option<&Path>) -> Result<(Option<KernelLog>, Vec<Missing>)> {
     match path {
         Some(p) => {
-            // Read it all the same: an unreadable or misspelt file must fail now.
-            let bytes =
-                std::fs::read(p).with_context(|| format!("--kernel-log {}", p.display()))?;
-            Ok((
+            let what = || format!("--kernel-log {}", p.display());
+            let file = std::fs::File::open(p).with_context(what)?;
+            // A saved file may come from another boot or another host: no boot time
+            // (its uptime stamps get no wall time) and no reading time.
+            let log = sockmedic_ingest::kernel_log_from_reader(
+                &p.display().to_string(),
+                BufReader::new(file),
                 None,
-                vec![Missing::new(
-                    WHAT,
-                    format!(
-                        "not read: {} ({} bytes) was opened, but this build cannot parse kernel logs yet",
-                        p.display(),
-                        bytes.len()
-                    ),
-                )],
-            ))
+                None,
+            )
+            .with_context(what)?;
+            Ok((Some(log), Vec::new()))
         }
-        None => Ok((
-            None,
-            vec![Missing::new(
-                WHAT,
-                "not read: this build cannot read /dev/kmsg yet",
-            )],
-        )),
+        None => match kmsg::read_kmsg() {
+            Ok(records) => {
+                let log = sockmedic_ingest::kernel_log_from_lines(
+                    "/dev/kmsg",
+                    records,
+                    Some(kmsg::boot_time_s()),
+                    Some(kmsg::kmsg_now_s()),
+                );
+                Ok((Some(log), Vec::new()))
+            }
+            Err(e) => Ok((None, vec![e.missing()])),
+        },
     }
 }

@@ -315,8 +315,31 @@ fn unreadable_kernel_log_file_exits_3_and_a_readable_one_runs() {
         log.arg(),
     ]);
     let report = check_report(&run);
-    // Either the log was read, or the report says why not.
-    let read = !report["kernel_log"].is_null();
+    let k = &report["kernel_log"];
+    assert_eq!(k["source"], log.arg(), "{}", run.describe());
+    assert_eq!(k["records"], 1, "{k:#}");
+    let m = k["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "too-many-orphans")
+        .unwrap_or_else(|| panic!("the orphans message counted\n{k:#}"));
+    assert_eq!(m["count"], 1, "{m:#}");
+    assert_eq!(m["last_uptime_s"], 1234.56789, "{m:#}");
+    assert!(
+        !report["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["code"] == "kernel-log"),
+        "the kernel-log check ran\n{}",
+        run.describe()
+    );
+
+    // From /dev/kmsg (root here): read, or the report says why not.
+    let run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
+    let report = check_report(&run);
+    let read = report["kernel_log"]["source"] == "/dev/kmsg";
     let said = report["missing"]
         .as_array()
         .unwrap()
