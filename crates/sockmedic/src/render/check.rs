@@ -51,7 +51,7 @@ pub fn render(report: &Report, opts: &Options, style: Style) -> String {
         style.paint(Tone::Bold, "Evidence (what `sockmedic stat` shows)")
     );
     out.push_str(super::stat::sections(snap, style).trim_start_matches('\n'));
-    out.push_str(&kernel_log(snap, style));
+    out.push_str(&kernel_log(snap, opts.verbose, style));
     out.push_str(&rates(report, opts, style));
     out
 }
@@ -287,9 +287,13 @@ fn skipped(report: &Report, style: Style) -> String {
     out
 }
 
-/// What the kernel log held: one line per known message, with its count and the
-/// last time it was seen. Nothing when the log was not read ("Not seen" says why).
-fn kernel_log(snap: &Snapshot, style: Style) -> String {
+/// Kernel messages listed without `--verbose`.
+const LOG_LINES_SHOWN: usize = 8;
+
+/// What the kernel log held: one line per known message (the first
+/// [`LOG_LINES_SHOWN`] unless `verbose`), with its count and the last time it was
+/// seen. Nothing when the log was not read ("Not seen" says why).
+fn kernel_log(snap: &Snapshot, verbose: bool, style: Style) -> String {
     let Some(k) = &snap.kernel_log else {
         return String::new();
     };
@@ -305,7 +309,12 @@ fn kernel_log(snap: &Snapshot, style: Style) -> String {
         head.push_str("; no known socket-exhaustion message");
     }
     let mut out = format!("\n{}\n", style.paint(Tone::Bold, &head));
-    for m in &k.messages {
+    let shown = if verbose {
+        k.messages.len()
+    } else {
+        k.messages.len().min(LOG_LINES_SHOWN)
+    };
+    for m in &k.messages[..shown] {
         let mut line = format!("  {} ×{}", m.kind, m.count);
         if let Some(d) = &m.detail {
             let _ = write!(line, " ({d})");
@@ -320,6 +329,17 @@ fn kernel_log(snap: &Snapshot, style: Style) -> String {
             _ => {}
         }
         let _ = writeln!(out, "{line}: \"{}\"", m.sample.trim());
+    }
+    if shown < k.messages.len() {
+        let more = k.messages.len() - shown;
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.paint(
+                Tone::Dim,
+                &format!("(+{more} more message{}: --verbose)", plural(more))
+            )
+        );
     }
     out
 }
@@ -437,7 +457,7 @@ mod tests {
         use sockmedic_model::{KernelLog, KernelMessage, LogKind};
         let style = Style { color: false };
         let mut snap = Snapshot::default();
-        assert_eq!(kernel_log(&snap, style), "");
+        assert_eq!(kernel_log(&snap, false, style), "");
         snap.kernel_log = Some(KernelLog {
             source: "/dev/kmsg".into(),
             records: 416,
@@ -456,7 +476,7 @@ mod tests {
             ..KernelLog::default()
         });
         assert_eq!(
-            kernel_log(&snap, style),
+            kernel_log(&snap, false, style),
             "\nKernel log: /dev/kmsg, 416 records\n  syn-flood ×2 (127.0.0.1:7500), last 2026-11-22T06:13:38Z: \"TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:7500.\"\n"
         );
     }
