@@ -76,7 +76,8 @@ impl Need {
                 "the socket tables (no namespace was dumped)",
                 &["TCP sockets"],
             ),
-            Need::Processes => ("the process scan", &["process", "/proc"]),
+            // The scan's own failures are per process; none explains a missing scan.
+            Need::Processes => ("the process scan", &[]),
             Need::Sysctls => ("the per-namespace sysctls", &["net.ipv4", "sysctl"]),
             Need::Conntrack => ("net.netfilter.nf_conntrack_max", &["nf_conntrack"]),
             Need::KernelLog => ("the kernel log", &["kernel log", "kmsg"]),

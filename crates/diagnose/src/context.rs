@@ -59,14 +59,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// Whether a message's last occurrence lies within `kernel-log.recent` seconds
-    /// of the snapshot. Without times (a pasted log), it counts as recent.
+    /// of when the log was read. A saved log (`--kernel-log FILE`) may come from
+    /// another boot, so there "now" is its newest message. Without times at all, a
+    /// message counts as recent.
     pub fn recent(&self, m: &KernelMessage) -> bool {
-        let now = self
-            .snap
-            .kernel_log
-            .as_ref()
-            .and_then(|k| k.read_uptime_s)
-            .or(self.snap.source.uptime_s);
+        let now = self.snap.kernel_log.as_ref().and_then(|k| {
+            k.read_uptime_s.or_else(|| {
+                k.messages
+                    .iter()
+                    .filter_map(|x| x.last_uptime_s)
+                    .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+            })
+        });
         match (m.last_uptime_s, now) {
             (Some(last), Some(now)) => now - last <= self.t.get("kernel-log.recent"),
             _ => true,

@@ -274,10 +274,24 @@ fn incident3_port_exhaustion_and_socket_leak() {
         (Some(4242), Some("bizd"))
     );
     assert!(pe.title.contains("EADDRNOTAVAIL"));
-    // 2 × 12001 used → 24002 < 28232 default size → 65536 − 28232 rounded down to even.
+    // 2 × 12001 used = 24002 fit in the default range (28232 ports): propose it, as
+    // risky-sysctl does for a narrow range.
     assert_eq!(
         sysctl_of(pe, "net.ipv4.ip_local_port_range").as_deref(),
-        Some("37304 65535")
+        Some("32768 60999")
+    );
+    let narrow = with_code(&f, "risky-sysctl")
+        .into_iter()
+        .find(|r| r.title.contains("12001 ephemeral ports"))
+        .unwrap();
+    assert_eq!(
+        sysctl_of(narrow, "net.ipv4.ip_local_port_range").as_deref(),
+        Some("32768 60999")
+    );
+    assert!(
+        narrow.evidence[0].contains("50000 62000"),
+        "tab normalised: {:?}",
+        narrow.evidence
     );
     let sl = with_code(&f, "socket-leak");
     assert_eq!(
@@ -316,6 +330,46 @@ fn port_range_widening_reserves_listeners() {
     assert_eq!(
         sysctl_of(&pe, "net.ipv4.ip_local_reserved_ports").as_deref(),
         Some("40000")
+    );
+}
+
+#[test]
+fn port_range_beyond_the_default() {
+    let mut s = incident3();
+    let e = s.netns[0].ephemeral.as_mut().unwrap();
+    e.range = [32768, 60999];
+    e.size = 28232;
+    e.ports_in_use = 26_000;
+    e.bound_inactive_ports = Some(0);
+    let pe = run(&s)
+        .into_iter()
+        .find(|f| f.code == "port-exhaustion")
+        .unwrap();
+    // 2 × 26000 = 52000 ports ending at 65535, even start.
+    assert_eq!(
+        sysctl_of(&pe, "net.ipv4.ip_local_port_range").as_deref(),
+        Some("13536 65535")
+    );
+}
+
+#[test]
+fn close_wait_of_clients_names_the_remote() {
+    let mut s = healthy();
+    s.netns[0].states.set(TcpState::CloseWait, 30);
+    s.processes[0].states.set(TcpState::CloseWait, 30);
+    s.netns[0]
+        .top_local
+        .push(top(TcpState::CloseWait, "127.0.0.1:40014", 1));
+    s.netns[0]
+        .top_remote
+        .push(top(TcpState::CloseWait, "127.0.0.1:8080", 30));
+    let cw = run(&s)
+        .into_iter()
+        .find(|f| f.code == "close-wait-leak")
+        .unwrap();
+    assert_eq!(
+        (cw.subject.local.as_deref(), cw.subject.remote.as_deref()),
+        (None, Some("127.0.0.1:8080"))
     );
 }
 

@@ -48,10 +48,17 @@ fn by_process(ctx: &Ctx, p: &Process) -> Finding {
         ..ctx.process_subject(p)
     };
     // The namespace's busiest CLOSE-WAIT endpoint is this process's own when it
-    // holds every CLOSE-WAIT socket there.
-    let top = ns.and_then(|ns| top_local(ns).filter(|_| ns.states.count(TcpState::CloseWait) == n));
-    if let Some((ep, _)) = &top {
-        subject.local = Some(format_endpoint(ep));
+    // holds every CLOSE-WAIT socket there, and it is one when it holds most of them:
+    // a server's own port, or the one peer a client's connections went to.
+    let share = ctx.t.get("teardown.share");
+    let top = ns
+        .filter(|ns| ns.states.count(TcpState::CloseWait) == n)
+        .and_then(concentration)
+        .filter(|c| c.count as f64 >= share * n as f64);
+    match &top {
+        Some(c) if c.local => subject.local = Some(format_endpoint(&c.endpoint)),
+        Some(c) => subject.remote = Some(format_endpoint(&c.endpoint)),
+        None => {}
     }
     let tcp: u64 = p.states.iter().map(|(_, c)| c).sum();
     let mut f = finding(
@@ -61,7 +68,11 @@ fn by_process(ctx: &Ctx, p: &Process) -> Finding {
             "{} holds {n} CLOSE-WAIT sockets{}: the peers closed, the process never did",
             ctx.process_words(p),
             top.as_ref()
-                .map(|(ep, _)| format!(" on {}", format_endpoint(ep)))
+                .map(|c| format!(
+                    " {} {}",
+                    if c.local { "on" } else { "towards" },
+                    format_endpoint(&c.endpoint)
+                ))
                 .unwrap_or_default()
         ),
         subject,
@@ -88,10 +99,12 @@ fn by_process(ctx: &Ctx, p: &Process) -> Finding {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "?".into())
         ));
-        if let Some((ep, c)) = top_local(ns) {
+        if let Some(c) = concentration(ns) {
             f = f.evidence(format!(
-                "busiest CLOSE-WAIT local endpoint in the namespace: {} with {c}",
-                format_endpoint(&ep)
+                "busiest CLOSE-WAIT endpoint in the namespace: {} {} with {}",
+                if c.local { "local" } else { "remote" },
+                format_endpoint(&c.endpoint),
+                c.count
             ));
         }
     }
@@ -100,11 +113,19 @@ fn by_process(ctx: &Ctx, p: &Process) -> Finding {
 
 fn by_netns(ctx: &Ctx, ns: &Netns) -> Finding {
     let n = ns.states.count(TcpState::CloseWait);
-    let top = top_local(ns);
+    let share = ctx.t.get("teardown.share");
+    let top = concentration(ns).filter(|c| c.count as f64 >= share * n as f64);
     let subject = Subject {
         netns: Some(ns.name().to_string()),
         state: Some(TcpState::CloseWait.name().to_string()),
-        local: top.as_ref().map(|(ep, _)| format_endpoint(ep)),
+        local: top
+            .as_ref()
+            .filter(|c| c.local)
+            .map(|c| format_endpoint(&c.endpoint)),
+        remote: top
+            .as_ref()
+            .filter(|c| !c.local)
+            .map(|c| format_endpoint(&c.endpoint)),
         pod: ns.pod.clone(),
         count: Some(n),
         ..Subject::default()
@@ -119,8 +140,13 @@ fn by_netns(ctx: &Ctx, ns: &Netns) -> Finding {
         subject,
     )
     .evidence(format!("netns {}: CLOSE-WAIT {n}", ns.name()));
-    if let Some((ep, c)) = top {
-        f = f.evidence(format!("{c} of them on local {}", format_endpoint(&ep)));
+    if let Some(c) = top {
+        f = f.evidence(format!(
+            "{} of them on {} {}",
+            c.count,
+            if c.local { "local" } else { "remote" },
+            format_endpoint(&c.endpoint)
+        ));
     }
     finish(f.evidence(
         "no process scan: run `sockmedic procs --sort close-wait` as root to name the process",
@@ -146,10 +172,37 @@ fn finish(f: crate::context::FindingBuilder) -> Finding {
     .build()
 }
 
-fn top_local(ns: &Netns) -> Option<(sockmedic_model::Endpoint, u64)> {
-    ns.top_local
-        .iter()
-        .filter(|r| r.state == TcpState::CloseWait)
-        .max_by_key(|r| r.count)
-        .map(|r| (r.endpoint, r.count))
+/// The busier side of CLOSE-WAIT's top local and top remote endpoints.
+struct Concentration {
+    endpoint: sockmedic_model::Endpoint,
+    local: bool,
+    count: u64,
+}
+
+fn concentration(ns: &Netns) -> Option<Concentration> {
+    let top = |rows: &[sockmedic_model::EndpointCount]| {
+        rows.iter()
+            .filter(|r| r.state == TcpState::CloseWait)
+            .max_by_key(|r| r.count)
+            .map(|r| (r.endpoint, r.count))
+    };
+    let (l, r) = (top(&ns.top_local), top(&ns.top_remote));
+    match (l, r) {
+        (Some(l), Some(r)) if r.1 > l.1 => Some(Concentration {
+            endpoint: r.0,
+            local: false,
+            count: r.1,
+        }),
+        (Some(l), _) => Some(Concentration {
+            endpoint: l.0,
+            local: true,
+            count: l.1,
+        }),
+        (None, Some(r)) => Some(Concentration {
+            endpoint: r.0,
+            local: false,
+            count: r.1,
+        }),
+        (None, None) => None,
+    }
 }

@@ -141,20 +141,26 @@ fn widen(
     e: &EphemeralUse,
     used: u64,
 ) -> crate::context::FindingBuilder {
+    // The kernel's default range when it is enough (what risky-sysctl proposes for a
+    // narrow range too), else a wider one ending at 65535.
     let want = (2 * used).clamp(DEFAULT_SIZE, 64_511);
-    let low = (65_536 - want).max(1024) & !1; // even low, odd high: different parity
-    if low >= u64::from(e.range[0]) {
+    let (low, high) = if want <= DEFAULT_SIZE {
+        (32_768, 60_999)
+    } else {
+        ((65_536 - want).max(1024) & !1, 65_535)
+    };
+    if high - low <= u64::from(e.range[1]) - u64::from(e.range[0]) {
         return f.fix(
             "The range is already wide: find who holds the ports (`sockmedic procs --sort unhashed`, `sockmedic sockets --state bound-inactive`)",
             None,
         );
     }
-    let mut lines = vec![("net.ipv4.ip_local_port_range", format!("{low} 65535"))];
+    let mut lines = vec![("net.ipv4.ip_local_port_range", format!("{low} {high}"))];
     let mut listen: Vec<u16> = ns
         .listeners
         .iter()
         .map(|l| l.local.port)
-        .filter(|p| u64::from(*p) >= low)
+        .filter(|p| (low..=high).contains(&u64::from(*p)))
         .collect();
     listen.sort_unstable();
     listen.dedup();
@@ -163,7 +169,7 @@ fn widen(
         lines.push(("net.ipv4.ip_local_reserved_ports", list.join(",")));
     }
     f.sysctl(
-        format!("Widen the ephemeral range in netns {} to {} ports", ns.name(), 65_536 - low),
+        format!("Widen the ephemeral range in netns {} to {} ports", ns.name(), high - low + 1),
         &lines,
         Some("Servers listening on ports inside the new range must have them reserved (ip_local_reserved_ports, included here for the listeners seen), or a client may take a server's port before it starts."),
     )

@@ -98,7 +98,12 @@ fn risk(
     Some(Risk {
         severity,
         name,
-        value: ns.sysctl.get(name)?.trim().to_string(),
+        value: ns
+            .sysctl
+            .get(name)?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
         title,
         why,
         fix,

@@ -91,7 +91,9 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     }
     f = f.evidence_all(ctx.log_evidence(LOG));
     // Memory high with little traffic: the holders of dead sockets (incident 5).
-    let suspects = suspects(ctx);
+    // Only when memory is high now: a message from the past says nothing of them.
+    let high_now = mem > lim.pressure || ratio_max >= ctx.t.get("tcp-mem.critical");
+    let suspects = if high_now { suspects(ctx) } else { Vec::new() };
     for p in &suspects {
         f = f.evidence(format!(
             "{} holds {} TCP sockets: {} in no table, {} CLOSE-WAIT, {} ESTABLISHED",
