@@ -286,6 +286,10 @@ if [[ $SKIP_SM == 0 ]]; then
 	sm "$OUTDIR/stat-procs.json" stat --json --netns "$NS"
 	check_json "sockmedic stat --json (with the process scan)" "$OUTDIR/stat-procs.json" "$OUTDIR/counts.stat-procs"
 	compare "sockmedic stat --netns $NS (with the process scan)" "$OUTDIR/counts.stat-procs" "$OUTDIR/counts.floor"
+	sm "$OUTDIR/check.json" check --once --json --netns "$NS"
+	check_json "sockmedic check --once --json" "$OUTDIR/check.json" "$OUTDIR/counts.check"
+	compare "sockmedic check --netns $NS" "$OUTDIR/counts.check" "$OUTDIR/counts.floor"
+	jq -e '.findings | type == "array"' "$OUTDIR/check.json" >/dev/null || die "sockmedic check --json: no findings array"
 fi
 
 # Attribution: which process holds which socket. The holders are every process in the
@@ -359,9 +363,10 @@ add fdloop host 0 "fdloop: readlink every /proc/PID/fd entry (C)" "$FDLOOP"
 if [[ $SKIP_SM == 0 ]]; then
 	add procs host 0 "sockmedic procs --json --netns $NS" "$SM procs --json --netns $NS"
 	add stat_procs host 0 "sockmedic stat --netns $NS (with the process scan)" "$SM stat --netns $NS"
+	add check host 0 "sockmedic check --once --netns $NS (diagnosis: dump, process scan, kernel log, rules)" "$SM check --once --json --netns $NS"
 fi
-is_attr() { [[ $1 == fdloop || $1 == procs* || $1 == stat_procs ]]; }
-findings_ok() { [[ $1 == sockets* || $1 == stat* || $1 == procs* ]]; } # exit 1-2 = findings
+is_attr() { [[ $1 == fdloop || $1 == procs* || $1 == stat_procs || $1 == check ]]; }
+findings_ok() { [[ $1 == sockets* || $1 == stat* || $1 == procs* || $1 == check ]]; } # exit 1-2 = findings
 
 # How idle the machine is (other people's work skews wall times): /proc/stat over 3 s.
 cpu_idle_pct() {

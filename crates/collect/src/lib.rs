@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod cgroup;
+pub mod kmsg;
 mod namespace;
 pub mod netns;
 mod processes;

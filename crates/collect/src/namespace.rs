@@ -142,7 +142,11 @@ fn read_inside(mut ns: Netns, label: &str, job: &Job) -> NsResult {
         .get("net.netfilter.nf_conntrack_count")
         .and_then(|v| v.parse().ok());
     ns.sysctl = sysctl;
-    let tally = dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"));
+    let tally = if job.opts.mode == DumpMode::CountersOnly {
+        None
+    } else {
+        dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"))
+    };
     NsResult {
         netns: ns,
         missing,

@@ -26,6 +26,9 @@ pub enum DumpMode {
     /// kernel skips building a message per connection, so this stays cheap with a
     /// million ESTABLISHED sockets: what `stat` needs.
     WithoutEstablished,
+    /// No socket dump at all: the files and counters of each namespace only (the
+    /// first of `check`'s two snapshots, which only serves for rates).
+    CountersOnly,
 }
 
 /// What to collect.
@@ -118,7 +121,7 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         snap.missing.extend(missing);
         merge_tally(&mut tally, t);
     }
-    if namespace::wants_bound(opts) {
+    if namespace::wants_bound(opts) && opts.mode != DumpMode::CountersOnly {
         // With --netns, the namespaces left out count too: their inuse is read.
         let others: Vec<&NetnsHandle> = scan
             .namespaces
@@ -144,7 +147,7 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         );
     }
     // The breakdown of alloc needs every namespace's inuse: not with --netns.
-    if opts.netns.is_none() {
+    if opts.netns.is_none() && opts.mode != DumpMode::CountersOnly {
         snap.host.closed = closed_sockets(&snap, scan.missing.is_empty());
     }
     snap.source.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
@@ -281,7 +284,15 @@ fn live_source() -> Source {
         duration_ms: None,
         tool: format!("sockmedic {}", env!("CARGO_PKG_VERSION")),
         privileged: Some(rustix::process::geteuid().is_root()),
+        uptime_s: Some(uptime_s()),
     }
+}
+
+/// Seconds since boot (CLOCK_BOOTTIME, which also counts suspend, as the kernel
+/// log's timestamps do not; close enough for "how long ago").
+pub fn uptime_s() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// Reads the host-wide figures. The global sockstat fields and /proc/sys/fs are the

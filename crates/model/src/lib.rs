@@ -6,11 +6,13 @@
 
 mod endpoint;
 mod finding;
+mod kernel_log;
 mod snapshot;
 mod state;
 
 pub use endpoint::{format_endpoint, Endpoint};
 pub use finding::{Finding, Remedy, Severity, Subject};
+pub use kernel_log::{KernelLog, KernelMessage, LogKind};
 pub use snapshot::*;
 pub use state::{StateCounts, TcpState};
 

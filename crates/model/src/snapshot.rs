@@ -4,7 +4,7 @@
 //! the kernel: orphan, alloc, mem, tcp_mem, tcp_max_orphans, file-nr), each
 //! [`Netns`] the per-namespace ones (inuse, tw, states, counters, most sysctls).
 
-use crate::{Endpoint, Finding, StateCounts, TcpState, REPORT_SCHEMA};
+use crate::{Endpoint, Finding, KernelLog, StateCounts, TcpState, REPORT_SCHEMA};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub host: Host,
     pub netns: Vec<Netns>,
     pub processes: Vec<Process>,
+    /// The known messages of the kernel log; `None` when it was not read.
+    pub kernel_log: Option<KernelLog>,
     pub missing: Vec<Missing>,
 }
 
@@ -25,6 +27,11 @@ pub struct Report {
     #[serde(flatten)]
     pub snapshot: Snapshot,
     pub findings: Vec<Finding>,
+    /// Checks that could not run, and why (the data they need is missing).
+    pub skipped: Vec<Skipped>,
+    /// Counters per second between an earlier snapshot and this one; `None` when
+    /// only one snapshot was taken (`check --once`, `stat`, offline input).
+    pub rates: Option<Rates>,
 }
 
 impl Report {
@@ -33,7 +40,40 @@ impl Report {
             schema: REPORT_SCHEMA.to_string(),
             snapshot,
             findings,
+            skipped: Vec::new(),
+            rates: None,
         }
+    }
+}
+
+/// A check of the catalog that did not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub code: String,
+    pub why: String,
+}
+
+/// How fast the per-namespace counters grew between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Seconds between the two readings.
+    pub interval_s: f64,
+    /// Per namespace id, per section (`TcpExt`, `Tcp`), per counter: increase per
+    /// second. Only counters that moved are listed.
+    pub netns: BTreeMap<u64, BTreeMap<String, BTreeMap<String, f64>>>,
+}
+
+impl Rates {
+    /// The rate of one counter in one namespace; 0 when it did not move, `None`
+    /// when the namespace was not in both snapshots.
+    pub fn get(&self, netns: u64, section: &str, name: &str) -> Option<f64> {
+        let ns = self.netns.get(&netns)?;
+        Some(
+            ns.get(section)
+                .and_then(|s| s.get(name))
+                .copied()
+                .unwrap_or(0.0),
+        )
     }
 }
 
@@ -61,6 +101,10 @@ pub struct Source {
     pub tool: String,
     /// Whether the collector ran with the rights to see everything (root).
     pub privileged: Option<bool>,
+    /// Seconds since boot (CLOCK_BOOTTIME) when collection started: rates divide
+    /// by the difference between two snapshots' values, and kernel log times are
+    /// compared with it.
+    pub uptime_s: Option<f64>,
 }
 
 /// Host-wide figures: global counters and the limits that bound them.
@@ -421,8 +465,11 @@ mod tests {
             "\"host\"",
             "\"netns\"",
             "\"processes\"",
+            "\"kernel_log\"",
             "\"missing\"",
             "\"findings\"",
+            "\"skipped\"",
+            "\"rates\"",
         ];
         let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");

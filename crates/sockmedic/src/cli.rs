@@ -9,12 +9,18 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Find, explain and fix TCP socket exhaustion on Linux hosts and Kubernetes nodes",
     long_about = "Find, explain and fix TCP socket exhaustion on Linux hosts and Kubernetes nodes.\n\n\
-        Without a subcommand, runs `stat`. Exit codes: 0 ok, 3 could not run \
-        (bad arguments, an unknown namespace)."
+        Without a subcommand, runs `check` (and takes its flags): the findings, most severe \
+        first, then the evidence. Exit codes: 0 no finding above info, 1 the worst finding is a \
+        warning, 2 critical, 3 could not run (bad arguments, an unreadable config or kernel \
+        log file, an unknown namespace). `sockmedic explain CODE` explains a finding code.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `check`'s flags, for `sockmedic` without a subcommand.
+    #[command(flatten)]
+    pub check: CheckArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -57,6 +63,14 @@ pub struct Common {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Diagnose now (the default): findings, most severe first, each with its subject,
+    /// evidence and remedy; then the checks skipped, the evidence (`stat`) and the
+    /// counter rates. Exit 0 no finding above info, 1 warning, 2 critical, 3 could
+    /// not run.
+    Check(CheckArgs),
+    /// The long explanation of a finding code (`sockmedic explain teardown-stall`);
+    /// without a code, every code and every threshold.
+    Explain(ExplainArgs),
     /// What `ss -s` should have said: every TCP count with its scope, limit and ratio.
     Stat(StatArgs),
     /// Sockets by state, by local and remote endpoint, by listener, and ephemeral
@@ -68,13 +82,83 @@ pub enum Command {
     Procs(ProcsArgs),
 }
 
+/// The wait between `check`'s two snapshots when `--interval` is not given.
+pub const DEFAULT_INTERVAL_S: f64 = 1.0;
+
+/// Where `check` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/sockmedic/config.toml";
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// One snapshot only: no counter rates (a counter's total since boot is all
+    /// there is to judge it by).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between the light first snapshot (counters only) and the full one;
+    /// the counter rates are measured over it. Fractions allowed.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL_S)]
+    pub interval: f64,
+    /// Every evidence line and remedy ("will not help" ones too), and the
+    /// explanation of each finding.
+    #[arg(long, short)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub procs: NoProcs,
+    /// Change a threshold (`close-wait.warning=50`); repeatable. `sockmedic explain
+    /// thresholds` lists them.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table of NAME = number. Default:
+    /// /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Read the kernel log from this file (saved `dmesg` or `journalctl -k` output)
+    /// instead of /dev/kmsg.
+    #[arg(long, value_name = "FILE")]
+    pub kernel_log: Option<std::path::PathBuf>,
+    /// Write the sysctl settings the findings propose to FILE, as a commented
+    /// sysctl.d file to review. Nothing is applied.
+    #[arg(long, value_name = "FILE")]
+    pub sysctl_out: Option<std::path::PathBuf>,
+}
+
+impl Default for CheckArgs {
+    fn default() -> Self {
+        CheckArgs {
+            once: false,
+            interval: DEFAULT_INTERVAL_S,
+            verbose: false,
+            procs: NoProcs::default(),
+            thresholds: Vec::new(),
+            config: None,
+            kernel_log: None,
+            sysctl_out: None,
+        }
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ExplainArgs {
+    /// A finding code (`close-wait-leak`), or `thresholds` for the thresholds alone.
+    /// Without it: every code with its summary, then every threshold.
+    #[arg(value_name = "CODE")]
+    pub code: Option<String>,
+}
+
 #[derive(Args, Debug, Default)]
 pub struct StatArgs {
     #[command(flatten)]
     pub scan: ScanArgs,
-    /// Skip the process scan: no `processes` section, and ESTABLISHED is taken from
-    /// snmp CurrEstab − CLOSE-WAIT instead of dumped (the fast path on a host with
-    /// a million connections).
+    #[command(flatten)]
+    pub procs: NoProcs,
+}
+
+/// `--no-procs` (`stat`, `check`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct NoProcs {
+    /// Skip the process scan: no process is named (no `processes` section), and
+    /// ESTABLISHED is taken from snmp CurrEstab − CLOSE-WAIT instead of dumped (the
+    /// fast path on a host with a million connections).
     #[arg(long)]
     pub no_procs: bool,
 }

@@ -1,11 +1,15 @@
 //! sockmedic: finds, explains and fixes TCP socket exhaustion.
 
+mod check;
 mod cli;
+mod config;
+mod kernel_log;
 mod render;
+mod sysctl_out;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, Common, ProcSort, ProcsArgs, ScanArgs};
+use cli::{Cli, Command, Common, ExplainArgs, NoProcs, ProcSort, ProcsArgs, ScanArgs};
 use render::table::Style;
 use sockmedic_collect::{collect, CollectOptions, DumpMode};
 use sockmedic_model::{Process, Report, Snapshot, TcpState};
@@ -16,7 +20,18 @@ use std::process::ExitCode;
 const EXIT_CANNOT_RUN: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and succeed; a bad argument is "could not run".
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CANNOT_RUN)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -28,18 +43,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
-    match cli.command.unwrap_or(Command::Stat(Default::default())) {
+    match cli.command.unwrap_or(Command::Check(cli.check)) {
+        Command::Check(args) => check::run(&common, &args),
+        Command::Explain(args) => explain(&common, &args),
         Command::Stat(args) => {
-            // Attributing sockets to processes needs every socket dumped; without
-            // the process scan, ESTABLISHED is derived from CurrEstab instead.
-            let mode = if args.no_procs {
-                DumpMode::WithoutEstablished
-            } else {
-                DumpMode::Full
-            };
             let opts = CollectOptions {
-                mode,
-                processes: !args.no_procs,
+                mode: dump_mode(&args.procs),
+                processes: !args.procs.no_procs,
                 ..scan_options(&common, &args.scan)
             };
             let snap = collect(&opts)?;
@@ -70,6 +80,80 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit(&common, &snap, render::sockets::render)
         }
     }
+}
+
+/// Attributing sockets to processes needs every socket dumped; without the
+/// process scan, ESTABLISHED is derived from CurrEstab instead.
+fn dump_mode(procs: &NoProcs) -> DumpMode {
+    if procs.no_procs {
+        DumpMode::WithoutEstablished
+    } else {
+        DumpMode::Full
+    }
+}
+
+/// `sockmedic explain [CODE]`.
+fn explain(common: &Common, args: &ExplainArgs) -> Result<ExitCode> {
+    let style = style(common);
+    let text = match args.code.as_deref() {
+        None => {
+            if common.json {
+                return write_json(&explain_json(None));
+            }
+            render::explain::list(style)
+        }
+        Some("thresholds") => {
+            if common.json {
+                return write_json(&serde_json::json!({ "thresholds": thresholds_json() }));
+            }
+            render::explain::thresholds(style)
+        }
+        Some(code) => {
+            let Some(rule) = sockmedic_diagnose::rule(code) else {
+                bail!(
+                    "explain {code:?}: no such finding code (known: {})",
+                    render::explain::known_codes()
+                );
+            };
+            if common.json {
+                return write_json(&explain_json(Some(rule)));
+            }
+            render::explain::page(rule.page)
+        }
+    };
+    write_out(|out| out.write_all(text.as_bytes()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --json`: one code's entry, or every code and threshold.
+fn explain_json(rule: Option<&sockmedic_diagnose::Rule>) -> serde_json::Value {
+    let entry = |r: &sockmedic_diagnose::Rule| {
+        serde_json::json!({
+            "code": r.code, "summary": r.summary, "thresholds": r.thresholds, "page": r.page,
+        })
+    };
+    match rule {
+        Some(r) => entry(r),
+        None => serde_json::json!({
+            "codes": sockmedic_diagnose::CATALOG.iter().map(entry).collect::<Vec<_>>(),
+            "thresholds": thresholds_json(),
+        }),
+    }
+}
+
+fn thresholds_json() -> serde_json::Value {
+    sockmedic_diagnose::THRESHOLDS
+        .iter()
+        .map(|t| serde_json::json!({ "name": t.name, "default": t.default, "doc": t.doc }))
+        .collect()
+}
+
+fn write_json(v: &impl serde::Serialize) -> Result<ExitCode> {
+    write_out(|out| {
+        serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
+        writeln!(out)
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn options(common: &Common) -> CollectOptions {
@@ -146,26 +230,28 @@ fn state_mask(words: &[String]) -> Result<u32> {
     Ok(mask)
 }
 
-/// Writes the report as JSON or text. A closed stdout (`| head`) is not an error.
+/// Writes the report as JSON or text.
 fn emit(
     common: &Common,
     snap: &Snapshot,
     text: impl Fn(&Snapshot, Style) -> String,
 ) -> Result<ExitCode> {
+    if common.json {
+        return write_json(&Report::new(snap.clone(), Vec::new()));
+    }
+    let text = text(snap, style(common));
+    write_out(|out| out.write_all(text.as_bytes()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout. A closed stdout (`| head`) is not an error.
+fn write_out(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let written = if common.json {
-        let report = Report::new(snap.clone(), Vec::new());
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|_| writeln!(out))
-    } else {
-        out.write_all(text(snap, style(common)).as_bytes())
-    };
-    match written.and_then(|_| out.flush()) {
+    match f(&mut out).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(e).context("writing the output")
         }
-        _ => Ok(ExitCode::SUCCESS),
+        _ => Ok(()),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Text output for people. JSON output is the model's own serialization.
 
+pub mod check;
+pub mod explain;
 pub mod procs;
 pub mod sockets;
 pub mod stat;
@@ -43,4 +45,34 @@ pub fn missing_section(snap: &Snapshot, style: Style) -> String {
         let _ = writeln!(out, "  - {}: {}", m.what, m.why);
     }
     out
+}
+
+/// Splits text into lines of at most `width` characters at spaces (a longer word
+/// stays whole on its own line).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrap_keeps_words_whole() {
+        assert_eq!(super::wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+        assert_eq!(super::wrap("", 6), Vec::<String>::new());
+        assert_eq!(super::wrap("abcdefgh ij", 4), ["abcdefgh", "ij"]);
+    }
 }

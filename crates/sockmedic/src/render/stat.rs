@@ -7,7 +7,13 @@ use std::fmt::Write;
 
 pub fn render(snap: &Snapshot, style: Style) -> String {
     let mut out = header_line("stat", snap, style);
-    out.push_str(&host_section(snap, style));
+    out.push_str(&sections(snap, style));
+    out
+}
+
+/// Everything but the header line: `check` prints these as its evidence.
+pub fn sections(snap: &Snapshot, style: Style) -> String {
+    let mut out = host_section(snap, style);
     out.push_str(&netns_section(snap, style));
     out.push_str(&limits_section(snap, style));
     out.push_str(&processes_section(snap, style));

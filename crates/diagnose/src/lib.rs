@@ -1,0 +1,93 @@
+//! The finding catalog: each rule is a pure function from a [`Snapshot`] (and the
+//! rates measured against an earlier one) to [`Finding`]s, with the evidence, the
+//! explanation in kernel terms and the remedies computed for this host.
+//!
+//! Nothing here does I/O: the binary collects (or reads) the snapshots, calls
+//! [`diagnose`], and renders what comes back. Every rule declares itself once in
+//! [`CATALOG`] (code, what it needs, its thresholds, the kernel messages it
+//! accounts for, its `explain` page), the way clippy declares its lints.
+
+mod catalog;
+mod context;
+mod rates;
+mod rules;
+mod thresholds;
+mod words;
+
+pub use catalog::{explain_page, rule, Need, Rule, CATALOG};
+pub use rates::rates;
+pub use thresholds::{ThresholdDef, ThresholdError, Thresholds, THRESHOLDS};
+
+use context::Ctx;
+use sockmedic_model::{Finding, LogKind, Rates, Skipped, Snapshot};
+
+/// What the catalog concluded about one snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Diagnosis {
+    /// Most severe first, then in catalog order.
+    pub findings: Vec<Finding>,
+    /// Rules that could not run, and why.
+    pub skipped: Vec<Skipped>,
+    /// Counter rates between `prev` and the snapshot, when there was a `prev`.
+    pub rates: Option<Rates>,
+}
+
+/// Runs every rule of the catalog on `snap`. `prev` is an earlier snapshot of the
+/// same host (counters suffice): rules judge counters by how fast they grow
+/// between the two.
+pub fn diagnose(snap: &Snapshot, prev: Option<&Snapshot>, thresholds: &Thresholds) -> Diagnosis {
+    let rates = prev.and_then(|p| rates(p, snap));
+    let ctx = Ctx::new(snap, rates.as_ref(), thresholds);
+    let mut findings = Vec::new();
+    let mut skipped = Vec::new();
+    let mut explained: Vec<LogKind> = Vec::new();
+    for rule in CATALOG.iter().filter(|r| r.code != "kernel-log") {
+        if let Some(why) = rule.missing(snap) {
+            skipped.push(Skipped {
+                code: rule.code.to_string(),
+                why,
+            });
+            continue;
+        }
+        let found = (rule.check)(&ctx);
+        if !found.is_empty() {
+            explained.extend_from_slice(rule.explains);
+        }
+        findings.extend(found);
+    }
+    // Last: the messages no finding above accounts for.
+    match rule("kernel-log").and_then(|r| r.missing(snap)) {
+        Some(why) => skipped.push(Skipped {
+            code: "kernel-log".into(),
+            why,
+        }),
+        None => findings.extend(rules::kernel_log::unexplained(&ctx, &explained)),
+    }
+    sort(&mut findings);
+    Diagnosis {
+        findings,
+        skipped,
+        rates,
+    }
+}
+
+/// Most severe first; within a severity, in catalog order, then by count.
+fn sort(findings: &mut [Finding]) {
+    let order = |code: &str| {
+        CATALOG
+            .iter()
+            .position(|r| r.code == code)
+            .unwrap_or(usize::MAX)
+    };
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(order(&a.code).cmp(&order(&b.code)))
+            .then(b.subject.count.cmp(&a.subject.count))
+    });
+}
+
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
