@@ -9,6 +9,7 @@ use crate::procscan::SocketIndex;
 use crate::sockdiag::DiagSocket;
 use rustc_hash::FxHashMap;
 use sockmedic_model::{
+    QueuedBytes,
     Endpoint, EndpointCount, EphemeralUse, Listener, RemoteCount, StateCounts, TcpState,
 };
 use std::sync::Arc;
@@ -276,6 +277,7 @@ pub struct SocketAggregate {
     ephemeral_by_remote: TopCounter<Endpoint>,
     orphans: u64,
     orphan_cgroups: FxHashMap<u64, u64>,
+    queued: QueuedBytes,
     joined: Option<ProcessTally>,
     pub messages: u64,
 }
@@ -297,6 +299,7 @@ impl SocketAggregate {
             ephemeral_by_remote: TopCounter::new(cap),
             orphans: 0,
             orphan_cgroups: FxHashMap::default(),
+            queued: QueuedBytes::default(),
             joined,
             messages: 0,
         }
@@ -357,6 +360,9 @@ impl SocketAggregate {
             // A request sock's local port is its listener's: not an ephemeral use.
             return;
         }
+        // Connections' queues (a listener's are its accept queue, counted above).
+        self.queued.recv += u64::from(s.rqueue);
+        self.queued.send += u64::from(s.wqueue);
         if let Some((lo, hi)) = self.opts.port_range {
             if (lo..=hi).contains(&s.local.port) {
                 if is_bound {
@@ -385,6 +391,8 @@ impl SocketAggregate {
     pub fn merge(&mut self, other: SocketAggregate) {
         self.messages += other.messages;
         self.orphans += other.orphans;
+        self.queued.recv += other.queued.recv;
+        self.queued.send += other.queued.send;
         for (k, v) in other.orphan_cgroups {
             *self.orphan_cgroups.entry(k).or_insert(0) += v;
         }
@@ -468,6 +476,7 @@ impl SocketAggregate {
             ephemeral,
             exact,
             orphans: self.orphans,
+            queued: self.queued,
             orphan_cgroups: sorted_counts(self.orphan_cgroups),
             processes: self.joined,
             messages: self.messages,
@@ -561,6 +570,8 @@ pub struct Aggregated {
     pub exact: bool,
     /// Orphans seen (see `is_orphan`).
     pub orphans: u64,
+    /// Bytes in the connections' receive and send queues.
+    pub queued: QueuedBytes,
     /// Orphans per creating cgroup v2 id, heaviest first.
     pub orphan_cgroups: Vec<(u64, u64)>,
     /// Sockets per process, when a process scan was joined.

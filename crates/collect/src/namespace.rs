@@ -282,6 +282,8 @@ fn dump_main(
     }
     ns.orphans =
         (states & ORPHAN_STATES == ORPHAN_STATES && opts.port.is_none()).then_some(out.orphans);
+    // Without ESTABLISHED (or with a port filter) the sums would leave most out.
+    ns.queued = (states & 2 != 0 && opts.port.is_none()).then_some(out.queued);
     ns.states = out.states;
     ns.listeners = out.listeners;
     ns.top_local = out.top_local;

@@ -17,8 +17,8 @@ pub struct Rule {
     pub needs: &'static [Need],
     /// The thresholds it reads (names in [`crate::THRESHOLDS`]).
     pub thresholds: &'static [&'static str],
-    /// Kernel messages a finding of this code accounts for: they are its evidence,
-    /// and `kernel-log` does not report them again.
+    /// Kernel messages a finding of this code cites as evidence when it fires;
+    /// `kernel-log` reports every message no finding cited.
     pub explains: &'static [LogKind],
     /// The long page (`sockmedic explain CODE`), Markdown.
     pub page: &'static str,

@@ -77,17 +77,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// One evidence sentence per message: what, how often, when.
+    /// One evidence sentence per message of these kinds: what, how often, when.
     pub fn log_evidence(&self, kinds: &[LogKind]) -> Vec<String> {
-        let now = self.snap.kernel_log.as_ref().and_then(|k| k.read_uptime_s);
-        let src = self
-            .snap
-            .kernel_log
-            .as_ref()
-            .map(|k| k.source.as_str())
-            .unwrap_or("kernel log");
-        self.log(kinds)
-            .into_iter()
+        self.quote(&self.log(kinds))
+    }
+
+    /// One evidence sentence per message.
+    pub fn quote(&self, msgs: &[&KernelMessage]) -> Vec<String> {
+        let log = self.snap.kernel_log.as_ref();
+        let now = log.and_then(|k| k.read_uptime_s);
+        let src = log.map(|k| k.source.as_str()).unwrap_or("kernel log");
+        msgs.iter()
             .map(|m| {
                 let when = match (m.first.as_deref(), m.last.as_deref()) {
                     (Some(f), Some(l)) if f != l => format!(", first {f}, last {l}"),
@@ -150,6 +150,17 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let major = it.next()?.parse().ok()?;
     let minor = it.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// Who created some orphans: "pod shop/cart-0", "container 3f2a…", "cgroup
+/// /system.slice/nginx.service", or the root cgroup (no container).
+pub fn owner_words(o: &sockmedic_model::CgroupCount) -> String {
+    match (&o.pod, &o.container, o.cgroup.as_deref()) {
+        (Some(p), _, _) => format!("pod {p}"),
+        (None, Some(c), _) => format!("container {}", short_id(c)),
+        (None, None, Some("/")) | (None, None, None) => "the root cgroup (no container)".to_string(),
+        (None, None, Some(c)) => format!("cgroup {c}"),
+    }
 }
 
 fn short_id(id: &str) -> &str {

@@ -19,7 +19,7 @@ pub use rates::rates;
 pub use thresholds::{ThresholdDef, ThresholdError, Thresholds, THRESHOLDS};
 
 use context::Ctx;
-use sockmedic_model::{Finding, LogKind, Rates, Skipped, Snapshot};
+use sockmedic_model::{Finding, KernelMessage, Rates, Skipped, Snapshot};
 
 /// What the catalog concluded about one snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,7 +40,6 @@ pub fn diagnose(snap: &Snapshot, prev: Option<&Snapshot>, thresholds: &Threshold
     let ctx = Ctx::new(snap, rates.as_ref(), thresholds);
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
-    let mut explained: Vec<LogKind> = Vec::new();
     for rule in CATALOG.iter().filter(|r| r.code != "kernel-log") {
         if let Some(why) = rule.missing(snap) {
             skipped.push(Skipped {
@@ -49,19 +48,22 @@ pub fn diagnose(snap: &Snapshot, prev: Option<&Snapshot>, thresholds: &Threshold
             });
             continue;
         }
-        let found = (rule.check)(&ctx);
-        if !found.is_empty() {
-            explained.extend_from_slice(rule.explains);
-        }
-        findings.extend(found);
+        findings.extend((rule.check)(&ctx));
     }
-    // Last: the messages no finding above accounts for.
+    // Last: the messages no finding above cites as its evidence.
     match rule("kernel-log").and_then(|r| r.missing(snap)) {
         Some(why) => skipped.push(Skipped {
             code: "kernel-log".into(),
             why,
         }),
-        None => findings.extend(rules::kernel_log::unexplained(&ctx, &explained)),
+        None => {
+            let cited = |m: &KernelMessage| {
+                let sample = m.sample.trim();
+                findings.iter().any(|f| f.evidence.iter().any(|e| e.contains(sample)))
+            };
+            let rest = rules::kernel_log::uncited(&ctx, &cited);
+            findings.extend(rest);
+        }
     }
     sort(&mut findings);
     Diagnosis {

@@ -226,7 +226,18 @@ pub struct Netns {
     /// (`counters["TcpExt"]["ListenOverflows"]`).
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
     pub conntrack_count: Option<u64>,
+    /// Bytes waiting in the connections' queues, summed over the dump; `None` when
+    /// ESTABLISHED was not dumped.
+    pub queued: Option<QueuedBytes>,
     pub dump: Option<DumpInfo>,
+}
+
+/// Bytes in TCP queues: received and not read by the application (Recv-Q), and
+/// sent and not acknowledged or not sent yet (Send-Q). What holds TCP memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedBytes {
+    pub recv: u64,
+    pub send: u64,
 }
 
 /// The per-namespace fields of sockstat and sockstat6.

@@ -54,15 +54,16 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     // The message alone (a host where the count is not readable now).
     if out.is_empty() {
         let recent: Vec<_> = ctx.log(LOG).into_iter().filter(|m| ctx.recent(m)).collect();
-        if let Some(m) = recent.first() {
+        if !recent.is_empty() {
+            let total: u64 = recent.iter().map(|m| m.count).sum();
             out.push(
                 finding(
                     "conntrack-full",
                     Severity::Warning,
-                    format!("The connection-tracking table was full (×{}): packets of new flows were dropped", m.count),
-                    Subject { limit: Some(max), ..Subject::default() },
+                    format!("The connection-tracking table was full (×{total}): packets of new flows were dropped"),
+                    Subject { count: Some(total), limit: Some(max), ..Subject::default() },
                 )
-                .evidence_all(ctx.log_evidence(LOG))
+                .evidence_all(ctx.quote(&recent))
                 .explain(EXPLAIN)
                 .fix("Watch `conntrack -C` against `sysctl net.netfilter.nf_conntrack_max` during the next peak", None)
                 .build(),

@@ -139,7 +139,15 @@ fn host(ctx: &Ctx) -> Option<Finding> {
     let mut f = finding(
         "fd-exhaustion",
         severity,
-        format!("Host file handles: {in_use} of fs.file-max {max} in use ({}): open() and socket() fail with ENFILE next", pct(ratio)),
+        if ratio >= ctx.t.get("fd.warning") {
+            format!("Host file handles: {in_use} of fs.file-max {max} in use ({}): open() and socket() fail with ENFILE next", pct(ratio))
+        } else {
+            format!(
+                "The kernel reported running out of file handles (×{}); {in_use} of fs.file-max {max} in use now ({})",
+                messages.iter().map(|m| m.count).sum::<u64>(),
+                pct(ratio)
+            )
+        },
         subject,
     )
     .evidence(format!("/proc/sys/fs/file-nr: {} allocated, {} unused, max {max}", nr.allocated, nr.unused))

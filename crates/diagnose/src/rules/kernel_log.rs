@@ -3,29 +3,25 @@
 use crate::context::{finding, Ctx};
 use sockmedic_model::{Finding, KernelMessage, LogKind, Severity, Subject};
 
-/// Every known message, as if no other finding had fired.
+/// Every known message, as if no other finding had cited any.
 pub fn check(ctx: &Ctx) -> Vec<Finding> {
-    unexplained(ctx, &[])
+    uncited(ctx, &|_| false)
 }
 
-/// One finding per message kind not in `explained`.
-pub fn unexplained(ctx: &Ctx, explained: &[LogKind]) -> Vec<Finding> {
+/// One finding per kind of the messages that `cited` says no finding quotes.
+pub fn uncited(ctx: &Ctx, cited: &dyn Fn(&KernelMessage) -> bool) -> Vec<Finding> {
     let Some(log) = &ctx.snap.kernel_log else {
         return Vec::new();
     };
-    let mut kinds: Vec<LogKind> = log
-        .messages
-        .iter()
-        .map(|m| m.kind)
-        .filter(|k| !explained.contains(k))
-        .collect();
+    let left: Vec<&KernelMessage> = log.messages.iter().filter(|m| !cited(m)).collect();
+    let mut kinds: Vec<LogKind> = left.iter().map(|m| m.kind).collect();
     kinds.sort();
     kinds.dedup();
     kinds
         .into_iter()
         .map(|kind| {
             let msgs: Vec<&KernelMessage> =
-                log.messages.iter().filter(|m| m.kind == kind).collect();
+                left.iter().copied().filter(|m| m.kind == kind).collect();
             let count: u64 = msgs.iter().map(|m| m.count).sum();
             let severity = if msgs.iter().any(|m| ctx.recent(m)) {
                 Severity::Warning
@@ -41,7 +37,8 @@ pub fn unexplained(ctx: &Ctx, explained: &[LogKind]) -> Vec<Finding> {
                 count: Some(count),
                 local: (kind == LogKind::SynFlood)
                     .then(|| last.and_then(|m| m.detail.clone()))
-                    .flatten(),
+                    .flatten()
+                    .filter(|d| d.contains(':')),
                 ..Subject::default()
             };
             let mut f = finding(
@@ -53,7 +50,7 @@ pub fn unexplained(ctx: &Ctx, explained: &[LogKind]) -> Vec<Finding> {
                 ),
                 subject,
             )
-            .evidence_all(ctx.log_evidence(&[kind]))
+            .evidence_all(ctx.quote(&msgs))
             .explain(meaning(kind));
             if log.suppressed > 0 {
                 f = f.evidence(format!(

@@ -185,12 +185,7 @@ fn holder_sentence(ns: &Netns, total: u64) -> String {
         }
     );
     if let Some(o) = ns.orphan_owners.first() {
-        let who = o
-            .pod
-            .as_deref()
-            .or(o.container.as_deref())
-            .or(o.cgroup.as_deref())
-            .unwrap_or("?");
+        let who = crate::context::owner_words(o);
         s.push_str(&format!("; {} of them created by {who}", o.count));
     }
     s

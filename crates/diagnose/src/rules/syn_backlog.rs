@@ -40,23 +40,8 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
             .into_iter()
             .filter(|m| ctx.recent(m))
             .collect();
-        if let Some(m) = recent.first() {
-            let subject = Subject {
-                local: m.detail.clone(),
-                ..Subject::default()
-            };
-            out.push(
-                finding(
-                    "syn-backlog",
-                    Severity::Warning,
-                    format!("The kernel reported a SYN flood{} (×{}), though no listener's SYN queue is full now", m.detail.as_deref().map(|d| format!(" on {d}")).unwrap_or_default(), m.count),
-                    subject,
-                )
-                .evidence_all(ctx.log_evidence(LOG))
-                .explain(EXPLAIN)
-                .fix("Watch `ss -ltn` and `nstat -az TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop` during the next burst", None)
-                .build(),
-            );
+        if !recent.is_empty() {
+            out.push(log_only(ctx, &recent));
         }
     }
     out
@@ -199,4 +184,37 @@ fn counters_only(ctx: &Ctx, ns: &Netns, drops: bool) -> Finding {
         .explain(EXPLAIN)
         .fix("Catch the listener during a burst: `watch -n0.5 'ss -Htn state syn-recv | wc -l; ss -ltn'`", None)
         .build()
+}
+
+/// SYN-flood messages seen recently with no listener over the threshold now.
+fn log_only(ctx: &Ctx, msgs: &[&sockmedic_model::KernelMessage]) -> Finding {
+    let total: u64 = msgs.iter().map(|m| m.count).sum();
+    let mut ports: Vec<&str> = msgs.iter().filter_map(|m| m.detail.as_deref()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    // One listener named as `ip:port` is a subject; a bare port (older kernels'
+    // wording) or several are not.
+    let local = match ports.as_slice() {
+        [one] if one.contains(':') => Some(one.to_string()),
+        _ => None,
+    };
+    let on = match ports.len() {
+        0 => String::new(),
+        1 => format!(" on {}", ports[0]),
+        n => format!(
+            " on {n} listeners ({}{})",
+            ports.iter().take(4).copied().collect::<Vec<_>>().join(", "),
+            if n > 4 { ", ..." } else { "" }
+        ),
+    };
+    finding(
+        "syn-backlog",
+        Severity::Warning,
+        format!("The kernel reported SYN floods{on} (×{total}), though no listener's SYN queue is full now"),
+        Subject { local, count: Some(total), ..Subject::default() },
+    )
+    .evidence_all(ctx.quote(msgs))
+    .explain(EXPLAIN)
+    .fix("Watch `ss -ltn` and `nstat -az TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop` during the next burst", None)
+    .build()
 }

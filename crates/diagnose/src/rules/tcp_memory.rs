@@ -38,7 +38,7 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
         ..Subject::default()
     };
     let title = if mem > lim.max {
-        format!("TCP memory {mem} pages ({} MiB) is over tcp_mem max {} : new buffers are refused, orphans with queued data are reset", mib(mem), lim.max)
+        format!("TCP memory {mem} pages ({} MiB) is over tcp_mem max {}: new buffers are refused, orphans with queued data are reset", mib(mem), lim.max)
     } else if mem > lim.pressure {
         format!("TCP memory {mem} pages ({} MiB) is over tcp_mem pressure {}: every socket's buffers are being squeezed ({} of max {})", mib(mem), lim.pressure, pct(ratio_max), lim.max)
     } else {

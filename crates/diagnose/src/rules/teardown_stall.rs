@@ -170,13 +170,8 @@ fn stall(ctx: &Ctx, ns: &Netns, state: TcpState, total: u64) -> Finding {
         ));
     }
     if let Some(o) = ns.orphan_owners.first() {
-        let who = o
-            .pod
-            .as_deref()
-            .or(o.container.as_deref())
-            .or(o.cgroup.as_deref())
-            .unwrap_or("?");
-        f = f.evidence(format!("{} orphans were created by cgroup {who}", o.count));
+        let who = crate::context::owner_words(o);
+        f = f.evidence(format!("{} orphans were created by {who}", o.count));
     }
     let retries = orphan_retries(Some(ns));
     if let Some(r) = retries {
