@@ -226,6 +226,8 @@ def fd_server(a):
                 conn, _ = lst.accept()
                 kept.append(conn)
             except OSError as e:
+                if e.errno == errno.ECONNABORTED:
+                    continue
                 if e.errno not in (errno.EMFILE, errno.ENFILE):
                     die(f"accept: {e}")
                 emfile[0] += 1
