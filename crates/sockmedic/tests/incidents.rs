@@ -146,12 +146,27 @@ fn assert_count(f: &Value, what: &str, truths: &[u64]) {
     }
 }
 
-/// `subject.limit`, when the finding gives one, must be `want`.
 fn assert_limit(f: &Value, want: u64) {
-    let l = &f["subject"]["limit"];
-    assert!(
-        l.is_null() || l.as_u64() == Some(want),
-        "subject.limit {l}, expected {want} (or null)\n{}",
+    assert_eq!(
+        f["subject"]["limit"].as_u64(),
+        Some(want),
+        "subject.limit\n{}",
+        serde_json::to_string_pretty(f).unwrap()
+    );
+}
+
+/// `subject.pid` and `subject.process` name this python3 process.
+fn assert_process(f: &Value, pid: u32) {
+    assert_eq!(
+        f["subject"]["pid"].as_u64(),
+        Some(pid as u64),
+        "subject.pid\n{}",
+        serde_json::to_string_pretty(f).unwrap()
+    );
+    assert_eq!(
+        f["subject"]["process"],
+        "python3",
+        "subject.process\n{}",
         serde_json::to_string_pretty(f).unwrap()
     );
 }
@@ -259,6 +274,38 @@ fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
     (pid, v)
 }
 
+/// Declared right after the namespace (so dropped just before it, even on a panic):
+/// deletes the scenarios' nftables table and destroys the namespace's TCP sockets
+/// (`ss -K`). Orphans whose packets are dropped would otherwise keep retransmitting,
+/// and hold the namespace alive, long after `ip netns del`.
+struct Unblock {
+    netns: String,
+}
+
+impl Unblock {
+    fn new(ns: &TestNetns) -> Unblock {
+        Unblock {
+            netns: ns.name.clone(),
+        }
+    }
+}
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        for args in [
+            &["nft", "delete", "table", "inet", "smincident"][..],
+            &["ss", "-K", "-tan"][..],
+        ] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "exec", &self.netns])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Runs `f` (a sockmedic run) between two readings of `observe`.
 fn around<O, T>(mut observe: impl FnMut() -> O, f: impl FnOnce() -> T) -> (O, T, O) {
     let before = observe();
@@ -275,9 +322,10 @@ fn around<O, T>(mut observe: impl FnMut() -> O, f: impl FnOnce() -> T) -> (O, T,
 fn last_ack_storm_on_one_listener_is_a_teardown_stall() {
     const N: u64 = 300;
     let mut ns = TestNetns::new("inc-last-ack");
+    let _unblock = Unblock::new(&ns);
     // Keep the orphans retransmitting their FIN for far longer than the test.
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    let (_, info) = incident(
+    let (server, info) = incident(
         &mut ns,
         &[
             "teardown",
@@ -312,6 +360,8 @@ fn last_ack_storm_on_one_listener_is_a_teardown_stall() {
     assert_severity(&f, "warning");
     assert_count(&f, "LAST-ACK on the listener", &[before, after]);
     assert_eq!(subject_ep(&f, "local"), Some(listener));
+    // The orphans have no process; the listener on their port has one.
+    assert_process(&f, server);
     assert_explained(&f);
 }
 
@@ -323,6 +373,7 @@ fn last_ack_storm_on_one_listener_is_a_teardown_stall() {
 fn fin_wait_1_towards_one_remote_is_a_teardown_stall() {
     const N: u64 = 300;
     let mut ns = TestNetns::new("inc-fin-wait-1");
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
     let (_, info) = incident(
         &mut ns,
@@ -378,6 +429,7 @@ fn process_holding_reset_and_never_used_sockets_is_a_socket_leak() {
     const RESETS: u64 = 20;
     const NEVER: u64 = 30;
     let mut ns = TestNetns::new("inc-socket-leak");
+    let _unblock = Unblock::new(&ns);
     let mut h = ns.start_holder(&[
         "--listen",
         "127.0.0.1:7700",
@@ -413,7 +465,7 @@ fn process_holding_reset_and_never_used_sockets_is_a_socket_leak() {
         s["pid"].as_u64() == Some(h.pid as u64)
     });
     assert_severity(&f, "warning");
-    assert_eq!(f["subject"]["process"], "python3", "subject.process");
+    assert_process(&f, h.pid);
     assert_count(&f, "unhashed sockets of the holder", &[before, after]);
     assert_explained(&f);
 }
@@ -429,6 +481,7 @@ fn narrowed_port_range_filled_is_port_exhaustion() {
     const SIZE: u64 = (HIGH - LOW + 1) as u64;
     const CONNECTS: u64 = 40;
     let mut ns = TestNetns::new("inc-ports");
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.ip_local_port_range", &format!("{LOW} {HIGH}"));
     let h = ns.start_holder(&[
         "--listen",
@@ -473,6 +526,12 @@ fn narrowed_port_range_filled_is_port_exhaustion() {
     assert_severity(&f, "critical");
     assert_count(&f, "ephemeral ports in use", &[before, after]);
     assert_limit(&f, SIZE);
+    // The bound-only ports, most of the range, are the holder's.
+    assert_process(&f, h.pid);
+    // Towards one destination, or in the whole namespace: both are true here.
+    if let Some(remote) = subject_ep(&f, "remote") {
+        assert_eq!(remote, lo4(7500), "subject.remote");
+    }
     assert_explained(&f);
     let text = f.to_string();
     assert!(
@@ -490,6 +549,7 @@ fn server_out_of_fds_overflows_its_accept_queue() {
     const NOFILE: u64 = 64;
     const BACKLOG: u64 = 8;
     let mut ns = TestNetns::new("inc-fd-accept");
+    let _unblock = Unblock::new(&ns);
     let (server, info) = incident(
         &mut ns,
         &[
@@ -532,7 +592,7 @@ fn server_out_of_fds_overflows_its_accept_queue() {
         s["pid"].as_u64() == Some(server as u64)
     });
     assert_severity(&fd, "critical");
-    assert_eq!(fd["subject"]["process"], "python3", "subject.process");
+    assert_process(&fd, server);
     assert_count(&fd, "open fds of the server", &[before.0, after.0]);
     assert_limit(&fd, NOFILE);
     assert_explained(&fd);
@@ -541,6 +601,7 @@ fn server_out_of_fds_overflows_its_accept_queue() {
         s["local"].as_str().map(parse_endpoint) == Some(listener)
     });
     assert_severity(&aq, "critical");
+    assert_process(&aq, server);
     assert_count(
         &aq,
         "accept queue of the listener",
@@ -565,9 +626,10 @@ fn syn_recv_pile_up_on_a_listener_is_a_syn_backlog() {
     const N: u64 = 100;
     const BACKLOG: u64 = 128;
     let mut ns = TestNetns::new("inc-syn-recv");
+    let _unblock = Unblock::new(&ns);
     // The server retransmits its SYN-ACK for far longer than the test.
     ns.set_sysctl("net.ipv4.tcp_synack_retries", "10");
-    let (_, info) = incident(
+    let (server, info) = incident(
         &mut ns,
         &[
             "syn-recv",
@@ -608,9 +670,8 @@ fn syn_recv_pile_up_on_a_listener_is_a_syn_backlog() {
     assert_severity(&f, "warning");
     assert_count(&f, "SYN-RECV on the listener", &[before, after]);
     assert_limit(&f, BACKLOG);
-    if !f["subject"]["state"].is_null() {
-        assert_eq!(f["subject"]["state"], "SYN-RECV");
-    }
+    assert_eq!(f["subject"]["state"], "SYN-RECV", "subject.state");
+    assert_process(&f, server);
     assert_explained(&f);
 }
 
@@ -622,6 +683,7 @@ fn syn_recv_pile_up_on_a_listener_is_a_syn_backlog() {
 fn tiny_tw_buckets_overflowing_is_timewait_pressure() {
     const BUCKETS: u64 = 32;
     let mut ns = TestNetns::new("inc-timewait");
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_max_tw_buckets", &BUCKETS.to_string());
     incident(&mut ns, &["churn", "--port", "8005", "--every", "0.005"]);
 
@@ -657,6 +719,7 @@ fn tiny_tw_buckets_overflowing_is_timewait_pressure() {
 fn server_never_closing_after_the_peer_is_a_close_wait_leak() {
     const N: u64 = 50;
     let mut ns = TestNetns::new("inc-close-wait");
+    let _unblock = Unblock::new(&ns);
     let server = ns.start_holder(&["--listen", "127.0.0.1:7600"]);
     let mut clients = ns.start_holder(&["--connect", &format!("127.0.0.1:7600:k:{N}")]);
     assert_eq!(clients.ready.state("ESTABLISHED"), N);
@@ -682,10 +745,8 @@ fn server_never_closing_after_the_peer_is_a_close_wait_leak() {
         s["pid"].as_u64() == Some(server.pid as u64)
     });
     assert_severity(&f, "warning");
-    assert_eq!(f["subject"]["process"], "python3", "subject.process");
-    if !f["subject"]["state"].is_null() {
-        assert_eq!(f["subject"]["state"], "CLOSE-WAIT");
-    }
+    assert_process(&f, server.pid);
+    assert_eq!(f["subject"]["state"], "CLOSE-WAIT", "subject.state");
     assert_count(&f, "CLOSE-WAIT of the server", &[before, after]);
     assert_explained(&f);
     // The clients are not the culprit.

@@ -17,6 +17,9 @@ Scenarios (all on 127.0.0.1):
         N connections to one listener on P; then every packet from P is dropped (nft)
         and the clients close: they wait in FIN-WAIT-1 (orphans) for an ACK of their
         FIN. The server keeps its sockets (CLOSE-WAIT, held).
+        Every socket gets TCP_USER_TIMEOUT --life (default 90 s): the orphans die then,
+        whatever tcp_orphan_retries says (they hold the namespace alive after
+        `ip netns del`).
   syn-recv --port P --count N --backlog B
         a listener with backlog B; the clients' final handshake ACKs are dropped (nft),
         so N requests wait in SYN-RECV (the clients are ESTABLISHED and held).
@@ -153,6 +156,13 @@ def hold():
         pass
 
 
+def cap_life(s, seconds):
+    """TCP_USER_TIMEOUT: once closed, the socket (an orphan whose packets are dropped)
+    dies after `seconds` instead of tcp_orphan_retries' half hour. Orphans hold their
+    namespace alive after `ip netns del`, so they must not outlive a test for long."""
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+
+
 def pairs(lst, port, n):
     out = []
     for _ in range(n):
@@ -171,6 +181,9 @@ def teardown(a):
     lst = listener(a.port, max(a.count, 128))
     held = [lst]
     ps = pairs(lst, a.port, a.count)
+    for c, s in ps:
+        cap_life(c, a.life)
+        cap_life(s, a.life)
     if a.state == "last-ack":
         for c, _ in ps:
             c.close()
@@ -204,6 +217,7 @@ def syn_recv(a):
     clients = []
     for _ in range(a.count):
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        cap_life(c, 90)  # its FIN (an ACK to the rule) would be dropped too
         c.connect((ADDR, a.port))  # returns once the SYN-ACK came
         clients.append(c)
     ok = settle(lambda: count("SYN-RECV", local=ep) == a.count)
@@ -303,6 +317,8 @@ def main():
     p.add_argument("--state", required=True, choices=["last-ack", "fin-wait-1"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--life", type=float, default=90.0,
+                   help="seconds an orphan lives at most (TCP_USER_TIMEOUT)")
     p = sub.add_parser("syn-recv")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
