@@ -749,6 +749,17 @@ fn server_never_closing_after_the_peer_is_a_close_wait_leak() {
     assert_eq!(f["subject"]["state"], "CLOSE-WAIT", "subject.state");
     assert_count(&f, "CLOSE-WAIT of the server", &[before, after]);
     assert_explained(&f);
+    // The threshold decides: above the server's count, no finding about it.
+    let above = format!("close-wait.warning={}", N + 1);
+    let (_, quiet) = check(&["--once", "--threshold", &above]);
+    assert!(
+        findings(&quiet, &ns, "close-wait-leak")
+            .iter()
+            .all(|f| f["subject"]["pid"].as_u64() != Some(server.pid as u64)),
+        "--threshold {above}: still a close-wait-leak for the server\n{}",
+        summary(&quiet)
+    );
+    assert!(quiet["rates"].is_null(), "--once: rates {}", quiet["rates"]);
     // The clients are not the culprit.
     assert!(
         findings(&report, &ns, "close-wait-leak")
