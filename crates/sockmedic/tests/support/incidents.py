@@ -275,7 +275,10 @@ def churn(a):
 
     def serve():
         while True:
-            conn, _ = lst.accept()
+            try:
+                conn, _ = lst.accept()
+            except OSError:
+                return
             conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
