@@ -288,8 +288,9 @@ fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
 
 /// Declared right after the namespace (so dropped just before it, even on a panic):
 /// deletes the scenarios' nftables table and destroys the namespace's TCP
-/// connections (`ss -K`, listeners left alone). Orphans whose packets are dropped would otherwise keep retransmitting,
-/// and hold the namespace alive, long after `ip netns del`.
+/// connections (`ss -K`, listeners left alone). Orphans whose packets are dropped
+/// would otherwise keep retransmitting, and hold the namespace alive, long after
+/// `ip netns del`.
 struct Unblock {
     netns: String,
 }
@@ -335,7 +336,8 @@ fn last_ack_storm_on_one_listener_is_a_teardown_stall() {
     const N: u64 = 300;
     let mut ns = TestNetns::new("inc-last-ack");
     let _unblock = Unblock::new(&ns);
-    // Keep the orphans retransmitting their FIN for far longer than the test.
+    // Keep the orphans retransmitting their FIN for longer than the test (the script
+    // caps their life at 90 s with TCP_USER_TIMEOUT).
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
     let (server, info) = incident(
         &mut ns,
