@@ -9,8 +9,8 @@ use crate::procscan::SocketIndex;
 use crate::sockdiag::DiagSocket;
 use rustc_hash::FxHashMap;
 use sockmedic_model::{
-    QueuedBytes,
-    Endpoint, EndpointCount, EphemeralUse, Listener, RemoteCount, StateCounts, TcpState,
+    Endpoint, EndpointCount, EphemeralUse, Listener, QueuedBytes, RemoteCount, StateCounts,
+    TcpState,
 };
 use std::sync::Arc;
 

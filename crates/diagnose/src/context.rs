@@ -158,7 +158,9 @@ pub fn owner_words(o: &sockmedic_model::CgroupCount) -> String {
     match (&o.pod, &o.container, o.cgroup.as_deref()) {
         (Some(p), _, _) => format!("pod {p}"),
         (None, Some(c), _) => format!("container {}", short_id(c)),
-        (None, None, Some("/")) | (None, None, None) => "the root cgroup (no container)".to_string(),
+        (None, None, Some("/")) | (None, None, None) => {
+            "the root cgroup (no container)".to_string()
+        }
         (None, None, Some(c)) => format!("cgroup {c}"),
     }
 }

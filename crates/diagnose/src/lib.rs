@@ -59,7 +59,9 @@ pub fn diagnose(snap: &Snapshot, prev: Option<&Snapshot>, thresholds: &Threshold
         None => {
             let cited = |m: &KernelMessage| {
                 let sample = m.sample.trim();
-                findings.iter().any(|f| f.evidence.iter().any(|e| e.contains(sample)))
+                findings
+                    .iter()
+                    .any(|f| f.evidence.iter().any(|e| e.contains(sample)))
             };
             let rest = rules::kernel_log::uncited(&ctx, &cited);
             findings.extend(rest);

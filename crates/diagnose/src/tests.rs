@@ -683,3 +683,104 @@ fn every_code_has_a_page() {
         }
     }
 }
+
+fn message(kind: LogKind, sample: &str, detail: Option<&str>) -> KernelMessage {
+    KernelMessage {
+        kind,
+        count: 1,
+        first: None,
+        last: None,
+        first_uptime_s: None,
+        last_uptime_s: None,
+        detail: detail.map(str::to_string),
+        sample: sample.into(),
+    }
+}
+
+#[test]
+fn a_message_is_explained_only_when_a_finding_quotes_it() {
+    // A risky-sysctl finding that has nothing to do with the parity message, and
+    // a parity message: kernel-log must still report it.
+    let mut s = healthy();
+    s.netns[0]
+        .sysctl
+        .insert("net.ipv4.tcp_max_tw_buckets".into(), "32".into());
+    let parity = "ip_local_port_range: prefer different parity for start/end values.";
+    s.kernel_log = Some(KernelLog {
+        source: "dmesg.txt".into(),
+        messages: vec![message(LogKind::PortRangeParity, parity, None)],
+        ..KernelLog::default()
+    });
+    let f = run(&s);
+    assert!(!with_code(&f, "risky-sysctl").is_empty());
+    assert!(one(&f, "kernel-log")
+        .title
+        .contains("prefer different parity"));
+    // With a same-parity range the audit quotes it, and kernel-log stays quiet.
+    s.netns[0]
+        .sysctl
+        .insert("net.ipv4.ip_local_port_range".into(), "40000 40100".into());
+    let f = run(&s);
+    let p = with_code(&f, "risky-sysctl")
+        .into_iter()
+        .find(|r| r.title.contains("same parity"))
+        .unwrap();
+    assert!(p.evidence.iter().any(|e| e.contains(parity)));
+    assert!(with_code(&f, "kernel-log").is_empty());
+}
+
+#[test]
+fn syn_flood_messages_alone_are_counted_together() {
+    let mut s = healthy();
+    s.kernel_log = Some(KernelLog {
+        source: "dmesg.txt".into(),
+        messages: vec![
+            message(LogKind::SynFlood, "TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:80. Sending cookies.", Some("127.0.0.1:80")),
+            message(LogKind::SynFlood, "TCP: request_sock_TCP: Possible SYN flooding on port 127.0.0.1:81. Sending cookies.", Some("127.0.0.1:81")),
+        ],
+        ..KernelLog::default()
+    });
+    let f = run(&s);
+    let sb = one(&f, "syn-backlog");
+    assert_eq!(
+        (sb.subject.count, sb.subject.local.as_ref()),
+        (Some(2), None)
+    );
+    assert!(sb.title.contains("2 listeners"));
+    assert!(with_code(&f, "kernel-log").is_empty());
+}
+
+#[test]
+fn orphans_name_a_namespace_only_when_it_holds_most() {
+    let mut s = healthy();
+    s.host.sockstat.tcp_orphan = Some(1000);
+    s.host.limits.tcp_max_orphans = Some(1500);
+    s.netns[0].orphans = Some(400);
+    assert_eq!(one(&run(&s), "orphan-pressure").subject.netns, None);
+    s.netns[0].orphans = Some(600);
+    assert_eq!(
+        one(&run(&s), "orphan-pressure").subject.netns.as_deref(),
+        Some("host")
+    );
+}
+
+#[test]
+fn tcp_memory_names_the_namespace_holding_the_queues() {
+    let mut s = healthy();
+    s.host.sockstat.tcp_mem_pages = Some(300_000);
+    s.netns[0].queued = Some(QueuedBytes {
+        recv: 150 << 20,
+        send: 20 << 20,
+    });
+    let m = run(&s)
+        .into_iter()
+        .find(|f| f.code == "tcp-memory-pressure")
+        .unwrap();
+    assert_eq!(m.subject.netns.as_deref(), Some("host"));
+    assert!(
+        m.evidence.iter().any(|e| e.contains("170 MiB")),
+        "{:#?}",
+        m.evidence
+    );
+    assert!(m.title.contains("over tcp_mem pressure 250000:"));
+}

@@ -26,12 +26,17 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
         None if !messages.is_empty() => Severity::Info,
         None => return Vec::new(),
     };
+    // The count is host-wide: a namespace is the subject only when it holds most
+    // of it (the share `teardown.share` names an endpoint by), else the figure
+    // would mix scopes. The holders are in the evidence either way.
+    let share = ctx.t.get("teardown.share");
     let worst = ctx
         .snap
         .netns
         .iter()
         .filter(|n| n.orphans.unwrap_or(0) > 0)
-        .max_by_key(|n| n.orphans.unwrap_or(0));
+        .max_by_key(|n| n.orphans.unwrap_or(0))
+        .filter(|n| n.orphans.unwrap_or(0) as f64 >= share * orphans as f64);
     let title = match ratio {
         r if r >= 1.0 => format!("{orphans} orphaned sockets exceed tcp_max_orphans {max}: the kernel resets every orphan it checks"),
         r if r >= 0.5 => format!("{orphans} orphaned sockets, {} of tcp_max_orphans {max}: at the kernel's ×2 penalty, idle orphans are being reset", pct(r)),
@@ -83,7 +88,9 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
         .take(3)
         .collect();
     f = f.evidence_all(aborts);
-    let retries_ns = worst.or_else(|| ctx.snap.netns.iter().find(|n| n.host));
+    let retries_ns = worst
+        .or_else(|| holders(ctx).first().copied())
+        .or_else(|| ctx.snap.netns.iter().find(|n| n.host));
     let retries = orphan_retries(retries_ns);
     if let (Some(r), Some(ns)) = (retries, retries_ns) {
         f = f.evidence(format!(

@@ -2,7 +2,7 @@
 //! judged against the running kernel's defaults.
 
 use crate::context::{finding, Ctx};
-use sockmedic_model::{Finding, Netns, Severity, Subject};
+use sockmedic_model::{Finding, LogKind, Netns, Severity, Subject};
 use std::collections::BTreeMap;
 
 /// One risky setting found in a namespace.
@@ -16,6 +16,8 @@ struct Risk {
     /// The value to set instead, when there is one.
     fix: Option<String>,
     caveat: Option<&'static str>,
+    /// Kernel messages this setting causes, quoted as evidence.
+    cites: &'static [LogKind],
 }
 
 type Audit = fn(&Ctx, &Netns) -> Option<Risk>;
@@ -57,11 +59,11 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     }
     groups
         .into_values()
-        .map(|(r, nss)| to_finding(r, &nss))
+        .map(|(r, nss)| to_finding(ctx, r, &nss))
         .collect()
 }
 
-fn to_finding(r: Risk, nss: &[&Netns]) -> Finding {
+fn to_finding(ctx: &Ctx, r: Risk, nss: &[&Netns]) -> Finding {
     let first = nss[0];
     let names: Vec<&str> = nss.iter().take(8).map(|n| n.name()).collect();
     let subject = Subject {
@@ -80,6 +82,7 @@ fn to_finding(r: Risk, nss: &[&Netns]) -> Finding {
             names.join(", "),
             if nss.len() > 8 { ", ..." } else { "" }
         ))
+        .evidence_all(ctx.log_evidence(r.cites))
         .explain(r.why);
     if let Some(v) = r.fix {
         f = f.sysctl(format!("Set {} = {v}", r.name), &[(r.name, v)], r.caveat);
@@ -108,6 +111,7 @@ fn risk(
         why,
         fix,
         caveat: None,
+        cites: &[],
     })
 }
 
@@ -231,6 +235,7 @@ fn port_range_parity(ctx: &Ctx, ns: &Netns) -> Option<Risk> {
          different parity for start/end values`).",
         Some(format!("{lo} {}", if hi % 2 == 0 { hi + 1 } else { hi.saturating_sub(1) }.min(65_535))),
     )
+    .map(|r| Risk { cites: &[LogKind::PortRangeParity], ..r })
 }
 
 fn syncookies(_ctx: &Ctx, ns: &Netns) -> Option<Risk> {

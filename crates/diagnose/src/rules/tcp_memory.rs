@@ -32,7 +32,15 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     };
     let page = host.page_size.max(1);
     let mib = |pages: u64| pages * page / (1024 * 1024);
+    // Where the bytes wait: the namespace holding most of the queued data.
+    let queued = |n: &&sockmedic_model::Netns| n.queued.map_or(0, |q| q.recv + q.send);
+    let total_queued: u64 = ctx.snap.netns.iter().map(|n| queued(&n)).sum();
+    let heaviest = ctx.snap.netns.iter().max_by_key(queued).filter(|n| {
+        total_queued > 0 && queued(n) as f64 >= ctx.t.get("teardown.share") * total_queued as f64
+    });
     let subject = Subject {
+        netns: heaviest.map(|n| n.name().to_string()),
+        pod: heaviest.and_then(|n| n.pod.clone()),
         count: Some(mem),
         limit: Some(lim.max),
         ..Subject::default()
@@ -55,6 +63,17 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
         lim.pressure,
         lim.max
     ));
+    if let Some(n) = heaviest {
+        let q = n.queued.unwrap_or_default();
+        f = f.evidence(format!(
+            "netns {} holds {} MiB in its connections' queues (Recv-Q {} MiB unread by the application, Send-Q {} MiB unacknowledged or unsent) of {} MiB queued in every namespace dumped",
+            n.name(),
+            (q.recv + q.send) >> 20,
+            q.recv >> 20,
+            q.send >> 20,
+            total_queued >> 20
+        ));
+    }
     let estab: u64 = ctx
         .snap
         .netns

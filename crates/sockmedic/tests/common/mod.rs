@@ -382,15 +382,22 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
+        let holder = self.holder_pid();
         for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+            if Some(c.id()) != holder {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
         // Anything else still inside was started by this test (e.g. a child of a
         // process above): kill it by its pid.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let pids = self.pids_inside();
+            let pids: Vec<u32> = self
+                .pids_inside()
+                .into_iter()
+                .filter(|p| Some(*p) != holder)
+                .collect();
             if pids.is_empty() || Instant::now() > deadline {
                 break;
             }
@@ -401,11 +408,35 @@ impl Drop for TestNetns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.destroy_orphans();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         if self.holder.is_none() {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.name])
                 .status();
         }
+    }
+}
+
+impl TestNetns {
+    /// The processes are gone, but the sockets they closed live on as orphans,
+    /// retransmitting into the drops for up to half an hour (the tests stretch
+    /// tcp_orphan_retries), and they keep the deleted namespace alive and count in
+    /// the host's `orphan`: the next tests would see them. Lift the drops and
+    /// destroy every socket left (`ss -K`, SOCK_DESTROY).
+    fn destroy_orphans(&self) {
+        let quiet = |args: &[&str]| {
+            let _ = self
+                .cmd(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet(&["nft", "flush", "ruleset"]);
+        quiet(&["ss", "-K", "-tan"]);
     }
 }
 
