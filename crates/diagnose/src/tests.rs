@@ -784,3 +784,184 @@ fn tcp_memory_names_the_namespace_holding_the_queues() {
     );
     assert!(m.title.contains("over tcp_mem pressure 250000:"));
 }
+
+#[test]
+fn every_risky_setting_and_its_fix() {
+    let cases: &[(&str, &str, &str, Severity, Option<&str>)] = &[
+        (
+            "net.ipv4.tcp_tw_recycle",
+            "1",
+            "net.ipv4.tcp_tw_recycle",
+            Severity::Critical,
+            Some("0"),
+        ),
+        (
+            "net.ipv4.tcp_max_tw_buckets",
+            "5000",
+            "net.ipv4.tcp_max_tw_buckets",
+            Severity::Warning,
+            Some("262144"),
+        ),
+        (
+            "net.core.somaxconn",
+            "128",
+            "net.core.somaxconn",
+            Severity::Warning,
+            Some("4096"),
+        ),
+        (
+            "net.ipv4.tcp_synack_retries",
+            "0",
+            "net.ipv4.tcp_synack_retries",
+            Severity::Warning,
+            Some("2"),
+        ),
+        (
+            "net.ipv4.ip_local_port_range",
+            "61000 64999",
+            "net.ipv4.ip_local_port_range",
+            Severity::Warning,
+            Some("32768 60999"),
+        ),
+        (
+            "net.ipv4.ip_local_port_range",
+            "30000 60000",
+            "net.ipv4.ip_local_port_range",
+            Severity::Info,
+            Some("30000 60001"),
+        ),
+        (
+            "net.ipv4.tcp_syncookies",
+            "0",
+            "net.ipv4.tcp_syncookies",
+            Severity::Warning,
+            Some("1"),
+        ),
+        (
+            "net.ipv4.tcp_abort_on_overflow",
+            "1",
+            "net.ipv4.tcp_abort_on_overflow",
+            Severity::Warning,
+            Some("0"),
+        ),
+        (
+            "net.ipv4.tcp_fin_timeout",
+            "1",
+            "net.ipv4.tcp_fin_timeout",
+            Severity::Info,
+            None,
+        ),
+        (
+            "net.ipv4.tcp_orphan_retries",
+            "12",
+            "net.ipv4.tcp_orphan_retries",
+            Severity::Info,
+            Some("0"),
+        ),
+        (
+            "net.ipv4.tcp_timestamps",
+            "0",
+            "net.ipv4.tcp_timestamps",
+            Severity::Info,
+            Some("1"),
+        ),
+    ];
+    for (key, value, fixed, severity, fix) in cases {
+        let mut s = healthy();
+        s.netns[0].sysctl.insert(key.to_string(), value.to_string());
+        if *key == "net.ipv4.tcp_timestamps" {
+            s.netns[0]
+                .sysctl
+                .insert("net.ipv4.tcp_tw_reuse".into(), "1".into());
+        }
+        let f = run(&s);
+        let risky = with_code(&f, "risky-sysctl");
+        assert_eq!(
+            risky.len(),
+            1,
+            "{key}={value}: {:#?}",
+            risky.iter().map(|r| &r.title).collect::<Vec<_>>()
+        );
+        assert_eq!(risky[0].severity, *severity, "{key}={value}");
+        assert_eq!(risky[0].subject.netns.as_deref(), Some("host"));
+        assert_eq!(sysctl_of(risky[0], fixed).as_deref(), *fix, "{key}={value}");
+    }
+    // The same setting in two namespaces is one finding naming both.
+    let mut s = healthy();
+    let mut other = netns(4026532000, "pod shop/cart-0");
+    other
+        .sysctl
+        .insert("net.core.somaxconn".into(), "128".into());
+    s.netns[0]
+        .sysctl
+        .insert("net.core.somaxconn".into(), "128".into());
+    s.netns.push(other);
+    let f = run(&s);
+    let r = one(&f, "risky-sysctl");
+    assert_eq!(r.subject.count, Some(2));
+    assert!(r.evidence[0].contains("host, pod shop/cart-0"));
+}
+
+#[test]
+fn syn_backlog_remedies() {
+    let mut s = healthy();
+    s.netns[0]
+        .sysctl
+        .insert("net.ipv4.tcp_syncookies".into(), "0".into());
+    s.netns[0].listeners[0].backlog = 64;
+    s.netns[0].listeners[0].syn_recv = 40;
+    let mut prev = s.clone();
+    counter(&mut prev, "TCPReqQFullDrop", 10);
+    counter(&mut s, "TCPReqQFullDrop", 30);
+    s.source.uptime_s = Some(10_001.0);
+    let d = diagnose(&s, Some(&prev), &Thresholds::default());
+    let sb = one(&d.findings, "syn-backlog");
+    assert_eq!(
+        (sb.severity, sb.subject.local.as_deref()),
+        (Severity::Critical, Some("0.0.0.0:80"))
+    );
+    assert_eq!(
+        sysctl_of(sb, "net.ipv4.tcp_syncookies").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sysctl_of(sb, "net.ipv4.tcp_synack_retries").as_deref(),
+        Some("2")
+    );
+    // Below syn.min it is no finding.
+    let mut few = healthy();
+    few.netns[0].listeners[0].backlog = 16;
+    few.netns[0].listeners[0].syn_recv = 15;
+    assert!(with_code(&run(&few), "syn-backlog").is_empty());
+}
+
+#[test]
+fn teardown_and_timewait_remedies() {
+    let mut s = healthy();
+    s.netns[0]
+        .sysctl
+        .insert("net.ipv4.tcp_orphan_retries".into(), "12".into());
+    s.netns[0].states.set(TcpState::FinWait1, 500);
+    let f = run(&s);
+    let st = one(&f, "teardown-stall");
+    assert_eq!(
+        sysctl_of(st, "net.ipv4.tcp_orphan_retries").as_deref(),
+        Some("3")
+    );
+    assert!(
+        st.evidence.iter().any(|e| e.contains("lives about 1638 s")),
+        "{:#?}",
+        st.evidence
+    );
+    let mut s = healthy();
+    s.netns[0].sockstat.tcp_tw = Some(250_000);
+    let f = run(&s);
+    let tw = one(&f, "timewait-pressure");
+    assert_eq!(tw.severity, Severity::Critical);
+    assert_eq!(sysctl_of(tw, "net.ipv4.tcp_tw_reuse").as_deref(), Some("1"));
+    assert_eq!(
+        sysctl_of(tw, "net.ipv4.tcp_max_tw_buckets"),
+        None,
+        "already the default"
+    );
+}
