@@ -697,14 +697,19 @@ fn assert_orphan_pressure(
         most.is_empty(),
         "another namespace holds more orphans than this test's: {most:?}\n{ctx}"
     );
+    // The count is host-wide, so the namespace is named only when it holds most of
+    // it (orphans of other tests' deleted namespaces may still be counted).
+    let host_orphans = u64_of(&sub["count"], "subject.count");
+    let expected = (mine_orphans * 2 >= host_orphans).then_some(ns.name.as_str());
     assert_eq!(
         sub["netns"].as_str(),
-        Some(ns.name.as_str()),
-        "subject.netns names the namespace holding the most orphans\n{ctx}"
+        expected,
+        "subject.netns names the namespace when it holds most of the {host_orphans} orphans ({mine_orphans} here)\n{ctx}"
     );
     assert_eq!(
-        sub["state"], "FIN-WAIT-1",
-        "subject.state: the orphans' state\n{ctx}"
+        sub["state"].as_str(),
+        expected.map(|_| "FIN-WAIT-1"),
+        "subject.state: the orphans' state in the namespace named\n{ctx}"
     );
     f
 }
