@@ -25,43 +25,6 @@ fn code(run: &Run) -> i32 {
     run.output.status.code().expect("an exit code")
 }
 
-/// The JSON report of a `check` run that ran (exit 0, 1 or 2), after checking its
-/// exit code is the one of its worst finding.
-fn check_report(run: &Run) -> &Value {
-    let c = code(run);
-    assert!(
-        (OK..=CRITICAL).contains(&c),
-        "check could not run\n{}",
-        run.describe()
-    );
-    let j = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("check printed no JSON\n{}", run.describe()));
-    assert_eq!(j["schema"], SCHEMA, "schema\n{}", run.describe());
-    assert_eq!(
-        c,
-        exit_for(j),
-        "the exit code is the worst finding's\n{}",
-        run.describe()
-    );
-    j
-}
-
-/// The exit code a report's findings call for.
-fn exit_for(report: &Value) -> i32 {
-    findings(report)
-        .iter()
-        .map(|f| match f["severity"].as_str() {
-            Some("critical") => CRITICAL,
-            Some("warning") => WARNING,
-            Some("info") => OK,
-            other => panic!("unknown severity {other:?} in {f}"),
-        })
-        .max()
-        .unwrap_or(OK)
-}
-
 fn findings(report: &Value) -> &Vec<Value> {
     report["findings"]
         .as_array()
@@ -146,7 +109,7 @@ fn close_wait_finding(report: &Value, pid: u32) -> &Value {
 fn healthy_namespace_has_no_finding_and_exit_code_follows_the_findings() {
     let ns = TestNetns::new("check-healthy");
     let run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let mine = findings_in(report, &ns.name);
     assert!(
         mine.iter().all(|f| f["severity"] == "info"),
@@ -164,7 +127,7 @@ fn close_wait_leak_is_a_warning_and_a_critical_past_the_threshold() {
     let (ns, holder) = close_wait_namespace("check-close-wait");
 
     let run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let f = close_wait_finding(report, holder.pid);
     assert_eq!(f["severity"], "warning", "{f:#}");
     assert_eq!(f["subject"]["count"], 20, "{f:#}");
@@ -185,7 +148,7 @@ fn close_wait_leak_is_a_warning_and_a_critical_past_the_threshold() {
         "--threshold",
         "close-wait.critical=5",
     ]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     assert_eq!(
         close_wait_finding(report, holder.pid)["severity"],
         "critical"
@@ -202,7 +165,7 @@ fn close_wait_leak_is_a_warning_and_a_critical_past_the_threshold() {
         "--threshold",
         "close-wait.warning=21",
     ]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     assert!(
         !findings(report)
             .iter()
@@ -226,7 +189,7 @@ fn config_file_sets_thresholds_and_the_flag_overrides_it() {
     args.extend(["--config", config.arg()]);
     let run = sockmedic(&args);
     assert_eq!(
-        close_wait_finding(check_report(&run), holder.pid)["severity"],
+        close_wait_finding(&check_report(&run), holder.pid)["severity"],
         "critical",
         "the config's close-wait.critical = 5 applies"
     );
@@ -235,7 +198,7 @@ fn config_file_sets_thresholds_and_the_flag_overrides_it() {
     args.extend(["--threshold", "close-wait.critical=1000"]);
     let run = sockmedic(&args);
     assert_eq!(
-        close_wait_finding(check_report(&run), holder.pid)["severity"],
+        close_wait_finding(&check_report(&run), holder.pid)["severity"],
         "warning",
         "--threshold overrides the config file"
     );
@@ -314,7 +277,7 @@ fn unreadable_kernel_log_file_exits_3_and_a_readable_one_runs() {
         "--kernel-log",
         log.arg(),
     ]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let k = &report["kernel_log"];
     assert_eq!(k["source"], log.arg(), "{}", run.describe());
     assert_eq!(k["records"], 1, "{k:#}");
@@ -338,7 +301,7 @@ fn unreadable_kernel_log_file_exits_3_and_a_readable_one_runs() {
 
     // From /dev/kmsg (root here): read, or the report says why not.
     let run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let read = report["kernel_log"]["source"] == "/dev/kmsg";
     let said = report["missing"]
         .as_array()
@@ -352,7 +315,7 @@ fn unreadable_kernel_log_file_exits_3_and_a_readable_one_runs() {
 fn json_report_has_findings_skipped_and_rates() {
     let ns = TestNetns::new("check-json");
     let run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     assert!(report["findings"].is_array());
     assert!(report["skipped"].is_array());
     for s in report["skipped"].as_array().unwrap() {
@@ -367,7 +330,7 @@ fn json_report_has_findings_skipped_and_rates() {
 
     // Two snapshots: the rates of the namespace, over the interval.
     let run = sockmedic(&["check", "--netns", &ns.name, "--interval", "0.2", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let rates = &report["rates"];
     assert!(rates.is_object(), "rates\n{}", run.describe());
     let interval = rates["interval_s"].as_f64().expect("rates.interval_s");
@@ -388,7 +351,7 @@ fn json_report_has_findings_skipped_and_rates() {
 fn no_subcommand_runs_check() {
     let ns = TestNetns::new("check-default");
     let run = sockmedic(&["--netns", &ns.name, "--once", "--json"]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     assert!(report["findings"].is_array(), "{}", run.describe());
     assert!(report["skipped"].is_array(), "{}", run.describe());
     assert!(report["rates"].is_null());
@@ -453,7 +416,8 @@ fn text_output_shows_findings_before_the_evidence() {
     ]);
     let out = run.stdout();
     let report_run = sockmedic(&["check", "--netns", &ns.name, "--once", "--json"]);
-    let f = close_wait_finding(check_report(&report_run), holder.pid);
+    let report = &check_report(&report_run);
+    let f = close_wait_finding(report, holder.pid);
     for r in f["remedy"].as_array().unwrap() {
         let action = r["action"].as_str().unwrap();
         assert!(out.contains(action), "--verbose shows {action:?}\n{out}");
@@ -510,7 +474,7 @@ fn sysctl_out_writes_a_reviewable_sysctl_file() {
         "--sysctl-out",
         out.arg(),
     ]);
-    let report = check_report(&run);
+    let report = &check_report(&run);
     let text = std::fs::read_to_string(&out.0)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", out.arg(), run.describe()));
 

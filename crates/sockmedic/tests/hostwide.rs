@@ -451,70 +451,11 @@ impl Load {
 // sockmedic check
 // ---------------------------------------------------------------------------------
 
-fn severity_rank(s: &Value) -> i32 {
-    match s.as_str() {
-        Some("info") => 0,
-        Some("warning") => 1,
-        Some("critical") => 2,
-        other => panic!("severity {other:?}"),
-    }
-}
-
-/// `sockmedic check --json --once ARGS`: the report, after checking it ran and that
-/// its exit code is its worst finding's (0 none above info, 1 warning, 2 critical).
+/// `sockmedic check --json --once ARGS` (see `common::check_report`).
 fn check(args: &[&str]) -> (Run, Value) {
-    let mut full = vec!["check", "--json", "--once"];
+    let mut full = vec!["--once"];
     full.extend_from_slice(args);
-    let run = sockmedic(&full);
-    run.assert_no_panic();
-    let code = run.output.status.code();
-    assert!(
-        matches!(code, Some(0..=2)),
-        "check could not run (exit {code:?})\n{}",
-        run.describe()
-    );
-    let report = run
-        .json
-        .clone()
-        .unwrap_or_else(|| panic!("check printed no JSON\n{}", run.describe()));
-    assert_eq!(report["schema"], SCHEMA, "schema\n{}", run.describe());
-    let findings = report["findings"]
-        .as_array()
-        .unwrap_or_else(|| panic!("report.findings is not an array\n{}", run.describe()));
-    let worst = findings
-        .iter()
-        .map(|f| severity_rank(&f["severity"]))
-        .max()
-        .unwrap_or(0);
-    assert_eq!(
-        code,
-        Some(worst),
-        "exit code = worst severity (0 ok/info, 1 warning, 2 critical); findings:\n{}",
-        summary(&report)
-    );
-    (run, report)
-}
-
-/// One line per finding, for assertion messages.
-fn summary(report: &Value) -> String {
-    let mut s = String::new();
-    for f in report["findings"].as_array().into_iter().flatten() {
-        let sub = &f["subject"];
-        s.push_str(&format!(
-            "  {} {} netns={} state={} count={} limit={}: {}\n",
-            f["code"],
-            f["severity"],
-            sub["netns"],
-            sub["state"],
-            sub["count"],
-            sub["limit"],
-            f["title"]
-        ));
-    }
-    if s.is_empty() {
-        s.push_str("  (no findings)\n");
-    }
-    s
+    check_json(&full)
 }
 
 fn findings_of<'a>(report: &'a Value, code: &str) -> Vec<&'a Value> {
@@ -533,7 +474,7 @@ fn one_finding<'a>(report: &'a Value, code: &str) -> &'a Value {
         v.len(),
         1,
         "exactly one {code} finding; the report has:\n{}",
-        summary(report)
+        findings_summary(report)
     );
     v[0]
 }
@@ -642,7 +583,7 @@ fn assert_orphan_pressure(
     let ctx = format!(
         "host orphans {before} before, {after} after, tcp_max_orphans set to {limit}\nfinding: {}\nall findings:\n{}",
         serde_json::to_string_pretty(&f).unwrap(),
-        summary(report)
+        findings_summary(report)
     );
     assert_eq!(
         report["host"]["limits"]["tcp_max_orphans"].as_u64(),
@@ -1009,7 +950,7 @@ fn healthy_namespace_has_no_findings() {
         let bad: Vec<String> = about_it
             .iter()
             .filter(|f| {
-                severity_rank(&f["severity"]) > 0
+                f["severity"] != "info"
                     || PER_NETNS_CODES.contains(&f["code"].as_str().unwrap_or(""))
             })
             .map(|f| format!("{} {}: {}", f["code"], f["severity"], f["title"]))
@@ -1018,7 +959,7 @@ fn healthy_namespace_has_no_findings() {
             bad.is_empty(),
             "check {args:?}: findings about the healthy namespace {}: {bad:#?}\nall findings:\n{}",
             ns.name,
-            summary(&report)
+            findings_summary(&report)
         );
     }
 }
@@ -1163,12 +1104,12 @@ fn kernel_log_file_is_counted_and_unexplained_kinds_are_findings() {
         check(&["--kernel-log", path_s, "--netns", &ns.name])
     };
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("findings:\n{}", summary(&report));
+    eprintln!("findings:\n{}", findings_summary(&report));
     let kl = &report["kernel_log"];
     let ctx = format!(
         "file:\n{file_text}\nkernel_log: {}\nfindings:\n{}",
         serde_json::to_string_pretty(kl).unwrap(),
-        summary(&report)
+        findings_summary(&report)
     );
     assert_eq!(kl["source"], path_s, "kernel_log.source\n{ctx}");
     assert_eq!(
@@ -1311,7 +1252,7 @@ fn kernel_log_messages_are_not_swallowed_by_unrelated_findings() {
     std::fs::write(&path, &file_text).unwrap();
     let (_run, report) = check(&["--kernel-log", path.to_str().unwrap(), "--netns", &ns.name]);
     let _ = std::fs::remove_dir_all(&dir);
-    let ctx = format!("file:\n{file_text}findings:\n{}", summary(&report));
+    let ctx = format!("file:\n{file_text}findings:\n{}", findings_summary(&report));
 
     // The unrelated findings are there (else this test proves nothing).
     let mine = |f: &&Value| f["subject"]["netns"].as_str() == Some(ns.name.as_str());

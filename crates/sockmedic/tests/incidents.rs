@@ -22,63 +22,10 @@ use std::time::{Duration, Instant};
 // Helpers
 // ---------------------------------------------------------------------------------
 
-/// Exit code for the worst severity (the monitoring-plugin convention).
-fn exit_for(severity: &str) -> i32 {
-    match severity {
-        "critical" => 2,
-        "warning" => 1,
-        _ => 0,
-    }
-}
-
-/// `sockmedic check --json` + `extra`, from the host namespace. Checks that it ran,
-/// printed a report, and exited with the code its worst finding calls for.
+/// `sockmedic check --json` + `extra`, from the host namespace (see
+/// `common::check_report`).
 fn check(extra: &[&str]) -> (Run, Value) {
-    let mut args = vec!["check", "--json"];
-    args.extend_from_slice(extra);
-    let run = sockmedic(&args);
-    run.assert_no_panic();
-    let report = run
-        .json
-        .clone()
-        .unwrap_or_else(|| panic!("sockmedic check printed no JSON\n{}", run.describe()));
-    assert_eq!(report["schema"], SCHEMA, "schema\n{}", run.describe());
-    let findings = report["findings"]
-        .as_array()
-        .unwrap_or_else(|| panic!("report.findings is not an array\n{}", run.describe()));
-    let worst = findings
-        .iter()
-        .map(|f| {
-            let s = f["severity"]
-                .as_str()
-                .unwrap_or_else(|| panic!("finding without a severity: {f}\n{}", run.describe()));
-            assert!(
-                ["critical", "warning", "info"].contains(&s),
-                "severity {s:?} in {f}"
-            );
-            exit_for(s)
-        })
-        .max()
-        .unwrap_or(0);
-    assert_eq!(
-        run.output.status.code(),
-        Some(worst),
-        "exit code of check against its worst finding\n{}",
-        summary(&report)
-    );
-    (run, report)
-}
-
-/// One line per finding of the report (for failure messages).
-fn summary(report: &Value) -> String {
-    let mut s = String::new();
-    for f in report["findings"].as_array().into_iter().flatten() {
-        s.push_str(&format!(
-            "  {} {} {}\n",
-            f["severity"], f["code"], f["subject"]
-        ));
-    }
-    s
+    check_json(extra)
 }
 
 /// Findings with `code` about the namespace `ns`.
@@ -110,7 +57,7 @@ fn the_finding(report: &Value, ns: &TestNetns, code: &str, pick: impl Fn(&Value)
          the findings about it:\n{}\n--- all findings\n{}--- skipped\n{}",
         ns.name,
         about_ns.join("\n"),
-        summary(report),
+        findings_summary(report),
         report["skipped"]
     );
     (*picked[0]).clone()
@@ -771,7 +718,7 @@ fn server_never_closing_after_the_peer_is_a_close_wait_leak() {
             .iter()
             .all(|f| f["subject"]["pid"].as_u64() != Some(server.pid as u64)),
         "--threshold {above}: still a close-wait-leak for the server\n{}",
-        summary(&quiet)
+        findings_summary(&quiet)
     );
     assert!(quiet["rates"].is_null(), "--once: rates {}", quiet["rates"]);
     // The clients are not the culprit.
@@ -780,6 +727,6 @@ fn server_never_closing_after_the_peer_is_a_close_wait_leak() {
             .iter()
             .all(|f| f["subject"]["pid"].as_u64() != Some(clients.pid as u64)),
         "the clients hold no CLOSE-WAIT\n{}",
-        summary(&report)
+        findings_summary(&report)
     );
 }

@@ -167,17 +167,13 @@ pub fn finding(snap: &Snapshot, f: &Finding, verbose: bool, style: Style) -> Str
     for e in &f.evidence[..shown] {
         let _ = writeln!(out, "  - {e}");
     }
-    if shown < f.evidence.len() {
-        let more = f.evidence.len() - shown;
-        let _ = writeln!(
-            out,
-            "  {}",
-            style.paint(
-                Tone::Dim,
-                &format!("(+{more} more evidence line{}: --verbose)", plural(more))
-            )
-        );
-    }
+    let more = f.evidence.len() - shown;
+    hidden_line(
+        &mut out,
+        style,
+        more,
+        &format!("evidence line{}", plural(more)),
+    );
     if verbose && !f.explanation.is_empty() {
         out.push_str("  why:\n");
         for line in wrap(&f.explanation, 84) {
@@ -211,19 +207,8 @@ pub fn finding(snap: &Snapshot, f: &Finding, verbose: bool, style: Style) -> Str
     }
     if !verbose {
         let hidden = f.remedy.len().saturating_sub(1);
-        if hidden > 0 {
-            let _ = writeln!(
-                out,
-                "  {}",
-                style.paint(
-                    Tone::Dim,
-                    &format!(
-                        "(+{hidden} more remed{}: --verbose)",
-                        if hidden == 1 { "y" } else { "ies" }
-                    )
-                )
-            );
-        }
+        let word = if hidden == 1 { "remedy" } else { "remedies" };
+        hidden_line(&mut out, style, hidden, word);
     }
     let _ = writeln!(
         out,
@@ -330,18 +315,20 @@ fn kernel_log(snap: &Snapshot, verbose: bool, style: Style) -> String {
         }
         let _ = writeln!(out, "{line}: \"{}\"", m.sample.trim());
     }
-    if shown < k.messages.len() {
-        let more = k.messages.len() - shown;
+    let more = k.messages.len() - shown;
+    hidden_line(&mut out, style, more, &format!("message{}", plural(more)));
+    out
+}
+
+/// "(+3 more WHAT: --verbose)", dimmed, when something was left out.
+fn hidden_line(out: &mut String, style: Style, n: usize, what: &str) {
+    if n > 0 {
         let _ = writeln!(
             out,
             "  {}",
-            style.paint(
-                Tone::Dim,
-                &format!("(+{more} more message{}: --verbose)", plural(more))
-            )
+            style.paint(Tone::Dim, &format!("(+{n} more {what}: --verbose)"))
         );
     }
-    out
 }
 
 /// One line per namespace whose important counters moved.

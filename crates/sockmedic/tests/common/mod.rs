@@ -1676,3 +1676,80 @@ impl Drop for KubeLogs {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// sockmedic check
+// ---------------------------------------------------------------------------------
+
+/// The exit code a report's findings call for: 0 none above info, 1 warning, 2
+/// critical (the monitoring-plugin convention).
+pub fn exit_for_report(report: &Value) -> i32 {
+    report["findings"]
+        .as_array()
+        .expect("report.findings is an array")
+        .iter()
+        .map(|f| match f["severity"].as_str() {
+            Some("critical") => 2,
+            Some("warning") => 1,
+            Some("info") => 0,
+            other => panic!("unknown severity {other:?} in {f}"),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The report of a `check --json` run, after checking that it ran (exit 0-2),
+/// printed a report, and exited with the code of its worst finding.
+pub fn check_report(run: &Run) -> Value {
+    run.assert_no_panic();
+    let code = run.output.status.code();
+    assert!(
+        matches!(code, Some(0..=2)),
+        "check could not run (exit {code:?})\n{}",
+        run.describe()
+    );
+    let report = run
+        .json
+        .clone()
+        .unwrap_or_else(|| panic!("check printed no JSON\n{}", run.describe()));
+    assert_eq!(report["schema"], SCHEMA, "schema\n{}", run.describe());
+    assert_eq!(
+        code,
+        Some(exit_for_report(&report)),
+        "exit code = worst severity (0 ok/info, 1 warning, 2 critical); findings:\n{}",
+        findings_summary(&report)
+    );
+    report
+}
+
+/// `sockmedic check --json ARGS` from the host namespace: the run and its report
+/// (see [`check_report`]).
+pub fn check_json(args: &[&str]) -> (Run, Value) {
+    let mut full = vec!["check", "--json"];
+    full.extend_from_slice(args);
+    let run = sockmedic(&full);
+    let report = check_report(&run);
+    (run, report)
+}
+
+/// One line per finding, for assertion messages.
+pub fn findings_summary(report: &Value) -> String {
+    let mut s = String::new();
+    for f in report["findings"].as_array().into_iter().flatten() {
+        let sub = &f["subject"];
+        s.push_str(&format!(
+            "  {} {} netns={} state={} count={} limit={}: {}\n",
+            f["code"],
+            f["severity"],
+            sub["netns"],
+            sub["state"],
+            sub["count"],
+            sub["limit"],
+            f["title"]
+        ));
+    }
+    if s.is_empty() {
+        s.push_str("  (no findings)\n");
+    }
+    s
+}
