@@ -32,11 +32,15 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     };
     let page = host.page_size.max(1);
     let mib = |pages: u64| pages * page / (1024 * 1024);
+    // Memory high now, or only seen earlier (a counter or the kernel log).
+    let high_now = mem > lim.pressure || ratio_max >= ctx.t.get("tcp-mem.critical");
     // Where the bytes wait: the namespace holding most of the queued data.
     let queued = |n: &&sockmedic_model::Netns| n.queued.map_or(0, |q| q.recv + q.send);
     let total_queued: u64 = ctx.snap.netns.iter().map(|n| queued(&n)).sum();
     let heaviest = ctx.snap.netns.iter().max_by_key(queued).filter(|n| {
-        total_queued > 0 && queued(n) as f64 >= ctx.t.get("teardown.share") * total_queued as f64
+        high_now
+            && total_queued > 0
+            && queued(n) as f64 >= ctx.t.get("teardown.share") * total_queued as f64
     });
     let subject = Subject {
         netns: heaviest.map(|n| n.name().to_string()),
@@ -111,7 +115,6 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     f = f.evidence_all(ctx.log_evidence(LOG));
     // Memory high with little traffic: the holders of dead sockets (incident 5).
     // Only when memory is high now: a message from the past says nothing of them.
-    let high_now = mem > lim.pressure || ratio_max >= ctx.t.get("tcp-mem.critical");
     let suspects = if high_now { suspects(ctx) } else { Vec::new() };
     for p in &suspects {
         f = f.evidence(format!(
@@ -140,6 +143,16 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
             ),
             None,
         );
+    }
+    if !high_now {
+        // Seen earlier, not now: nothing to size; catch it the next time.
+        let f = f
+            .fix(
+                "Memory is normal now: watch `/proc/net/sockstat` TCP mem against tcp_mem during the next episode, or run `sockmedic check` then, to see who holds it",
+                None,
+            )
+            .build();
+        return vec![f];
     }
     let wanted = [lim.min * 2, lim.pressure * 2, lim.max * 2];
     let f = f.sysctl(
