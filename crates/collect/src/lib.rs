@@ -16,4 +16,4 @@ pub mod sockdiag;
 #[cfg(test)]
 mod testutil;
 
-pub use snapshot::{collect, CollectError, CollectOptions, DumpMode};
+pub use snapshot::{closed_sockets_seen_from, collect, CollectError, CollectOptions, DumpMode};

@@ -405,6 +405,17 @@ fn field(s: &procfs::Sections<u64>, section: &str, name: &str) -> Option<u64> {
 /// "closed" as it really is: `alloc − Σ inuse` over the namespaces collected, less
 /// the orphans that can only live in namespaces nobody can enter any more.
 fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
+    closed_sockets_seen_from(snap, complete, netns::current_netns_id().ok())
+}
+
+/// "closed" as it really is (see [`Closed`]), for a snapshot taken from the
+/// namespace `here` (whose sockstat `ss -s` would have read); `complete` when every
+/// namespace of the host is in the snapshot. Offline snapshots use it too.
+pub fn closed_sockets_seen_from(
+    snap: &Snapshot,
+    complete: bool,
+    here: Option<u64>,
+) -> Option<Closed> {
     let alloc = snap.host.sockstat.tcp_alloc?;
     let counted: Vec<&Netns> = snap
         .netns
@@ -414,7 +425,6 @@ fn closed_sockets(snap: &Snapshot, complete: bool) -> Option<Closed> {
     let inuse: u64 = counted.iter().map(|n| n.sockstat.tcp_inuse_total()).sum();
     let complete = complete && counted.len() == snap.netns.len();
     let orphans_unseen = orphans_unseen(snap);
-    let here = netns::current_netns_id().ok();
     let ss_closed = snap.netns.iter().find(|n| Some(n.id) == here).map(|n| {
         let s = &n.sockstat;
         alloc as i64 - s.tcp_inuse_total() as i64 + s.tcp_tw.unwrap_or(0) as i64

@@ -18,5 +18,7 @@
 //! ```
 
 pub mod kernel_log;
+pub mod offline;
 
 pub use kernel_log::{kernel_log_from_lines, kernel_log_from_reader, KernelLogBuilder};
+pub use offline::{read_path, IngestError, Offline, ReadOptions};

@@ -226,6 +226,9 @@ pub struct Netns {
     /// (`counters["TcpExt"]["ListenOverflows"]`).
     pub counters: BTreeMap<String, BTreeMap<String, i64>>,
     pub conntrack_count: Option<u64>,
+    /// Ports bound by some socket (any range): the `tcp_bind_bucket` count old `ss -s`
+    /// printed as `ports N`. Only from saved outputs; live, `ephemeral` is exact.
+    pub bind_buckets: Option<u64>,
     /// Bytes waiting in the connections' queues, summed over the dump; `None` when
     /// ESTABLISHED was not dumped.
     pub queued: Option<QueuedBytes>,

@@ -40,7 +40,7 @@ pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
         processes: !args.procs.no_procs,
         ..options(common)
     };
-    let prev = if args.once {
+    let prev = if args.once || common.from.is_some() {
         None
     } else {
         // Counters only: no dump, no process scan; it serves for the rates alone.
@@ -53,10 +53,13 @@ pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_secs_f64(args.interval));
         Some(prev)
     };
-    let mut snap = collect(&full)?;
-    let (log, missing) = kernel_log::read(args.kernel_log.as_deref())?;
-    snap.kernel_log = log;
-    snap.missing.extend(missing);
+    let mut snap = crate::snapshot(common, &full)?;
+    // Saved data carries its own kernel log; /dev/kmsg belongs to this host.
+    if common.from.is_none() || args.kernel_log.is_some() {
+        let (log, missing) = kernel_log::read(args.kernel_log.as_deref())?;
+        snap.kernel_log = log;
+        snap.missing.extend(missing);
+    }
 
     let d = diagnose(&snap, prev.as_ref(), &thresholds);
     if let Some(path) = &args.sysctl_out {

@@ -59,6 +59,12 @@ pub struct Common {
     /// No colours, even on a terminal (also: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Diagnose saved data instead of this host: a sockmedic bundle, a directory of
+    /// saved outputs (sosreport, supportconfig, `collect --script`), one saved
+    /// output (`ss -tan`, `ss -s`, `netstat`, `sysctl -a`, dmesg, /proc files), or
+    /// `-` for standard input. The format is recognised from the content.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub from: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 processes: !args.procs.no_procs,
                 ..scan_options(&common, &args.scan)
             };
-            let snap = collect(&opts)?;
+            let snap = snapshot(&common, &opts)?;
             emit(&common, &snap, render::stat::render)
         }
         Command::Procs(args) => {
@@ -60,7 +60,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mode: DumpMode::Full,
                 ..scan_options(&common, &args.scan)
             };
-            let mut snap = collect(&opts)?;
+            let mut snap = snapshot(&common, &opts)?;
             let total = snap.processes.len();
             select_processes(&mut snap.processes, &args, &common);
             let shown: Vec<&Process> = snap.processes.iter().collect();
@@ -76,10 +76,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !args.state.is_empty() {
                 opts.states = Some(state_mask(&args.state)?);
             }
-            let snap = collect(&opts)?;
+            let snap = snapshot(&common, &opts)?;
             emit(&common, &snap, render::sockets::render)
         }
     }
+}
+
+/// The snapshot a command works on: saved data with `--from`, else this host's.
+pub fn snapshot(common: &Common, opts: &CollectOptions) -> Result<Snapshot> {
+    match &common.from {
+        Some(path) => Ok(read_saved(path, common, opts)?),
+        None => Ok(collect(opts)?),
+    }
+}
+
+/// `--from PATH`: an unreadable input is one line naming it (exit 3).
+fn read_saved(
+    path: &std::path::Path,
+    common: &Common,
+    opts: &CollectOptions,
+) -> Result<Snapshot, sockmedic_ingest::IngestError> {
+    let read = sockmedic_ingest::ReadOptions {
+        top: common.top,
+        states: opts.states,
+        port: opts.port,
+    };
+    sockmedic_ingest::read_path(path, read)
 }
 
 /// Attributing sockets to processes needs every socket dumped; without the

@@ -1,0 +1,467 @@
+//! [`Offline`]: what every saved input adds to, and the Snapshot it becomes.
+//!
+//! Each format's parser calls the methods here; nothing else builds the offline
+//! Snapshot, so every input lands in the same fields the live collector fills
+//! (sockets go through the live collector's own streaming aggregator).
+
+use crate::kernel_log::KernelLogBuilder;
+use sockmedic_collect::aggregate::{AggregateOptions, SocketAggregate};
+use sockmedic_collect::procfs::{HOST_SYSCTLS, NETNS_SYSCTLS};
+use sockmedic_collect::sockdiag::DiagSocket;
+use sockmedic_model::{
+    FileNr, Host, Listener, MemLimits, Missing, Netns, Process, Snapshot, Source, SourceKind,
+    StateCounts, TcpState,
+};
+use std::collections::BTreeMap;
+
+/// Rows kept per top-N table (as `--top` does live).
+pub const DEFAULT_TOP: usize = 10;
+
+/// `ss -s` as printed: what it counts, in its own terms (kernel-notes §4.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SsSummary {
+    /// `Total: N` (sockstat `sockets: used`).
+    pub total: Option<u64>,
+    /// `TCP: N` = alloc + tw.
+    pub tcp_total: Option<u64>,
+    /// `estab` = snmp CurrEstab (ESTABLISHED + CLOSE-WAIT).
+    pub estab: Option<u64>,
+    /// `closed` = alloc − (inuse − tw).
+    pub closed: Option<u64>,
+    pub orphaned: Option<u64>,
+    /// `timewait N` (old iproute2: `timewait N/M`, the first).
+    pub timewait: Option<u64>,
+    /// Old iproute2 (before 4.17): `synrecv N` from slabinfo.
+    pub synrecv: Option<u64>,
+    /// Old iproute2: `ports N`, the `tcp_bind_bucket` slab's active objects: ports
+    /// bound by some socket.
+    pub ports: Option<u64>,
+}
+
+/// A process seen in a saved listing (`ss -p`, `netstat -p`) or a limits file.
+#[derive(Clone, Debug, Default)]
+struct ProcParts {
+    comm: String,
+    states: StateCounts,
+    socket_fds: u64,
+    fd_limit: Option<u64>,
+    fd_limit_hard: Option<u64>,
+    listeners: Vec<Listener>,
+}
+
+/// Everything read so far from saved inputs; [`Offline::finish`] makes the Snapshot.
+pub struct Offline {
+    source: Source,
+    host_sockstat: sockmedic_model::HostSockstat,
+    host_sysctl: BTreeMap<String, String>,
+    file_nr: Option<FileNr>,
+    ns: Netns,
+    ss_summary: Option<SsSummary>,
+    agg: Option<SocketAggregate>,
+    /// States the socket listing covers (`ss -tan` every state, `ss -tn` not LISTEN).
+    listed_states: u32,
+    processes: BTreeMap<u32, ProcParts>,
+    /// `ulimit -n` of a shell: the default for processes without their own limits.
+    shell_nofile: Option<(u64, Option<u64>)>,
+    kernel_log: Option<KernelLogBuilder>,
+    /// Each input read, with the format recognised: `source` in reports.
+    pub inputs: Vec<(String, &'static str)>,
+    missing: Vec<Missing>,
+    opts: ReadOptions,
+}
+
+/// What to keep of the inputs (the same choices as the live commands').
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// Rows per top-N table.
+    pub top: usize,
+    /// Only these states (`1 << kernel number`), as `sockets --state`.
+    pub states: Option<u32>,
+    /// Only sockets with this local or remote port, as `sockets --port`.
+    pub port: Option<u16>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            top: DEFAULT_TOP,
+            states: None,
+            port: None,
+        }
+    }
+}
+
+impl Offline {
+    /// An empty offline snapshot of `kind` (text outputs or a bundle).
+    pub fn new(kind: SourceKind, opts: ReadOptions) -> Offline {
+        Offline {
+            source: Source {
+                kind,
+                tool: format!("sockmedic {}", env!("CARGO_PKG_VERSION")),
+                ..Source::default()
+            },
+            host_sockstat: Default::default(),
+            host_sysctl: BTreeMap::new(),
+            file_nr: None,
+            ns: Netns {
+                id: 0,
+                names: Vec::new(),
+                ..Netns::default()
+            },
+            ss_summary: None,
+            agg: None,
+            listed_states: 0,
+            processes: BTreeMap::new(),
+            shell_nofile: None,
+            kernel_log: None,
+            inputs: Vec::new(),
+            missing: Vec::new(),
+            opts,
+        }
+    }
+
+    // ---------------------------------------------------------------- source
+
+    /// The host the inputs come from. A second, different name is an error: two
+    /// hosts' outputs mixed into one diagnosis would be wrong everywhere.
+    pub fn host_name(&mut self, name: &str, input: &str) -> Result<(), String> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(());
+        }
+        if self.source.host.is_empty() {
+            self.source.host = name.to_string();
+            Ok(())
+        } else if self.source.host != name {
+            Err(format!(
+                "{input}: from host {name:?}, but earlier inputs are from {:?}: outputs of two hosts cannot be diagnosed together",
+                self.source.host
+            ))
+        } else {
+            Ok(())
+        }
+    }
+    pub fn kernel(&mut self, release: &str) {
+        self.source
+            .kernel
+            .get_or_insert_with(|| release.trim().to_string());
+    }
+    /// When the outputs were taken (RFC 3339), if an input says.
+    pub fn taken_at(&mut self, when: &str) {
+        if self.source.taken_at.is_empty() {
+            self.source.taken_at = when.trim().to_string();
+        }
+    }
+    pub fn source_kind(&mut self, kind: SourceKind) {
+        self.source.kind = kind;
+    }
+
+    // ---------------------------------------------------------------- figures
+
+    /// A line of `/proc/net/sockstat` or `sockstat6`: `section` is `TCP`, `TCP6`,
+    /// `sockets`, `UDP`..., `field` its name (`inuse`, `orphan`, `alloc`, `mem`, `tw`, `used`).
+    pub fn sockstat(&mut self, section: &str, field: &str, value: u64) {
+        let (h, n) = (&mut self.host_sockstat, &mut self.ns.sockstat);
+        match (section, field) {
+            ("TCP", "orphan") => h.tcp_orphan = Some(value),
+            ("TCP", "alloc") => h.tcp_alloc = Some(value),
+            ("TCP", "mem") => h.tcp_mem_pages = Some(value),
+            ("UDP", "mem") => h.udp_mem_pages = Some(value),
+            ("TCP", "inuse") => n.tcp_inuse = Some(value),
+            ("TCP6", "inuse") => n.tcp6_inuse = Some(value),
+            ("TCP", "tw") => n.tcp_tw = Some(value),
+            ("UDP", "inuse") => n.udp_inuse = Some(value),
+            ("UDP6", "inuse") => n.udp6_inuse = Some(value),
+            ("sockets", "used") => n.sockets_used = Some(value),
+            _ => {}
+        }
+    }
+    /// A counter of `/proc/net/snmp` or `/proc/net/netstat` (`Tcp`/`CurrEstab`,
+    /// `TcpExt`/`ListenOverflows`), or the same figure from `netstat -s`/`nstat`.
+    pub fn counter(&mut self, section: &str, name: &str, value: i64) {
+        self.ns
+            .counters
+            .entry(section.to_string())
+            .or_default()
+            .insert(name.to_string(), value);
+    }
+    /// A sysctl by its dotted name; host-only ones go to the host.
+    pub fn sysctl(&mut self, name: &str, value: &str) {
+        let name = name.trim().replace('/', ".");
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        let host_only = HOST_SYSCTLS.iter().any(|s| s.name == name) || name.starts_with("fs.");
+        if host_only {
+            self.host_sysctl.insert(name, value);
+        } else if NETNS_SYSCTLS.iter().any(|s| s.name == name) || name.starts_with("net.") {
+            self.ns.sysctl.insert(name, value);
+        } else if name == "kernel.hostname" {
+            // Recorded for the source; a mismatch is reported by `host_name`.
+            let _ = self.host_name(&value, "sysctl kernel.hostname");
+        } else if name == "kernel.osrelease" {
+            self.kernel(&value);
+        }
+    }
+    pub fn file_nr(&mut self, nr: FileNr) {
+        self.file_nr = Some(nr);
+    }
+    pub fn ss_summary(&mut self, s: SsSummary) {
+        self.ss_summary = Some(s);
+    }
+
+    // ---------------------------------------------------------------- sockets
+
+    /// Declares that a socket listing covers these states (`1 << kernel number`;
+    /// `ALL_STATES` for `ss -tan`), before its sockets are added.
+    pub fn listing(&mut self, states: u32) {
+        self.listed_states |= states;
+    }
+    /// One socket of a listing (`ss -tan`, `netstat -ant`, `/proc/net/tcp`), streamed
+    /// into the live collector's aggregator.
+    pub fn socket(&mut self, s: &DiagSocket) {
+        let range = self.port_range();
+        let opts = self.opts;
+        self.agg
+            .get_or_insert_with(|| {
+                SocketAggregate::new(AggregateOptions {
+                    port_range: range,
+                    port_filter: opts.port,
+                    states_requested: opts
+                        .states
+                        .unwrap_or(sockmedic_collect::sockdiag::ALL_STATES),
+                    top_capacity: sockmedic_collect::aggregate::TOP_CAPACITY,
+                    ..AggregateOptions::default()
+                })
+            })
+            .add(s);
+    }
+    /// A socket of a listing that names its process (`ss -p`, `netstat -p`).
+    pub fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
+        let p = self.processes.entry(pid).or_default();
+        if p.comm.is_empty() {
+            p.comm = comm.to_string();
+        }
+        p.socket_fds += 1;
+        let state = match s.state {
+            12 => TcpState::SynRecv,
+            n => TcpState::from_kernel(n).unwrap_or(TcpState::Close),
+        };
+        p.states.add(state, 1);
+        if state == TcpState::Listen {
+            p.listeners.push(Listener {
+                local: s.local,
+                accept_queue: s.rqueue,
+                backlog: s.wqueue,
+                syn_recv: 0,
+                inode: s.inode,
+                uid: s.uid,
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- processes
+
+    /// `/proc/PID/limits` (`pid` from its path) or a process's own `ulimit -n`.
+    pub fn fd_limit(&mut self, pid: u32, soft: u64, hard: Option<u64>) {
+        let p = self.processes.entry(pid).or_default();
+        p.fd_limit = Some(soft);
+        p.fd_limit_hard = hard;
+    }
+    /// `ulimit -a` of a shell: the limit processes started from it inherit.
+    pub fn shell_nofile(&mut self, soft: u64, hard: Option<u64>) {
+        self.shell_nofile = Some((soft, hard));
+    }
+
+    // ---------------------------------------------------------------- kernel log
+
+    /// One line of a saved kernel log (dmesg, journalctl -k, /dev/kmsg records).
+    pub fn kernel_log_line(&mut self, source: &str, line: &str) {
+        self.kernel_log
+            .get_or_insert_with(|| KernelLogBuilder::new(source))
+            .push_line(line);
+    }
+
+    pub fn missing(&mut self, what: impl Into<String>, why: impl Into<String>) {
+        self.missing.push(Missing::new(what, why));
+    }
+
+    fn port_range(&self) -> Option<(u16, u16)> {
+        let v = self.ns.sysctl.get("net.ipv4.ip_local_port_range")?;
+        let mut it = v.split_whitespace().filter_map(|x| x.parse::<u16>().ok());
+        let (lo, hi) = (it.next()?, it.next()?);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    // ---------------------------------------------------------------- finish
+
+    /// The Snapshot, with `missing` saying what the inputs did not contain.
+    pub fn finish(mut self) -> Snapshot {
+        let mut snap = Snapshot {
+            source: self.source.clone(),
+            ..Snapshot::default()
+        };
+        if snap.source.host.is_empty() {
+            snap.source.host = "unknown".into();
+        }
+        snap.host = self.host();
+        self.fold_ss_summary();
+        let label = match self.inputs.as_slice() {
+            [(one, _)] => format!("saved ({one})"),
+            _ => "saved".to_string(),
+        };
+        self.ns.names = vec![label];
+        self.ns.host = true;
+        if let Some(agg) = self.agg.take() {
+            let reserved = Vec::new();
+            let out = agg.finish(self.opts.top, &reserved);
+            self.ns.states = out.states;
+            self.ns.listeners = out.listeners;
+            self.ns.top_local = out.top_local;
+            self.ns.top_remote = out.top_remote;
+            self.ns.ephemeral = out.ephemeral;
+            self.ns.orphans = Some(out.orphans);
+            self.ns.queued = Some(out.queued);
+            self.ns.dump = Some(sockmedic_model::DumpInfo {
+                states: TcpState::DUMPABLE
+                    .iter()
+                    .copied()
+                    .filter(|s| {
+                        s.kernel_number()
+                            .is_some_and(|k| self.listed_states & (1 << k) != 0)
+                    })
+                    .collect(),
+                families: vec!["saved listing".into()],
+                sockets: out.messages,
+                parts: 1,
+                exact: out.exact,
+                ..Default::default()
+            });
+        } else {
+            self.missing.push(Missing::new(
+                "socket list",
+                "no saved listing (`ss -tan`, `netstat -ant`, /proc/net/tcp): no per-state counts, endpoints or listeners",
+            ));
+        }
+        snap.processes = self.processes_out();
+        if snap.processes.is_empty() {
+            self.missing.push(Missing::new(
+                "processes",
+                "no `ss -tanp`/`netstat -antp` or /proc/PID files: findings cannot name a process",
+            ));
+        }
+        snap.kernel_log = self.kernel_log.take().map(KernelLogBuilder::finish);
+        if snap.kernel_log.is_none() {
+            self.missing.push(Missing::new(
+                "kernel log",
+                "no saved dmesg or journalctl -k",
+            ));
+        }
+        if self.ns.sysctl.is_empty() {
+            self.missing
+                .push(Missing::new("sysctls", "no `sysctl -a` or /proc/sys files"));
+        }
+        snap.netns = vec![self.ns];
+        snap.host.closed = sockmedic_collect::closed_sockets_seen_from(&snap, false, Some(0));
+        snap.missing = self.missing;
+        snap
+    }
+
+    fn host(&self) -> Host {
+        let sys = &self.host_sysctl;
+        let num = |k: &str| sys.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let triple = |k: &str| {
+            let v: Vec<u64> = sys
+                .get(k)?
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() == 3).then(|| MemLimits {
+                min: v[0],
+                pressure: v[1],
+                max: v[2],
+            })
+        };
+        let file_nr = self.file_nr.or_else(|| {
+            let v: Vec<u64> = sys
+                .get("fs.file-nr")?
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() == 3).then(|| FileNr {
+                allocated: v[0],
+                unused: v[1],
+                max: v[2],
+            })
+        });
+        Host {
+            sockstat: self.host_sockstat.clone(),
+            limits: sockmedic_model::HostLimits {
+                tcp_mem: triple("net.ipv4.tcp_mem"),
+                udp_mem: triple("net.ipv4.udp_mem"),
+                tcp_max_orphans: num("net.ipv4.tcp_max_orphans"),
+                file_max: num("fs.file-max"),
+                nr_open: num("fs.nr_open"),
+                nf_conntrack_max: num("net.netfilter.nf_conntrack_max"),
+            },
+            file_nr,
+            page_size: 4096,
+            closed: None,
+            sysctl: self.host_sysctl.clone(),
+        }
+    }
+
+    /// `ss -s` fills what the files did not: sockstat figures and CurrEstab.
+    fn fold_ss_summary(&mut self) {
+        let Some(s) = self.ss_summary else { return };
+        let h = &mut self.host_sockstat;
+        let n = &mut self.ns.sockstat;
+        if h.tcp_orphan.is_none() {
+            h.tcp_orphan = s.orphaned;
+        }
+        if n.tcp_tw.is_none() {
+            n.tcp_tw = s.timewait;
+        }
+        // TCP: N = alloc + tw; closed = alloc − (inuse − tw).
+        if let (None, Some(total), Some(tw)) = (h.tcp_alloc, s.tcp_total, s.timewait) {
+            h.tcp_alloc = Some(total.saturating_sub(tw));
+        }
+        if let (None, Some(alloc), Some(closed), Some(tw)) =
+            (n.tcp_inuse, h.tcp_alloc, s.closed, s.timewait)
+        {
+            // Both families together: ss -s does not split them.
+            n.tcp_inuse = Some((alloc + tw).saturating_sub(closed));
+            n.tcp6_inuse.get_or_insert(0);
+        }
+        if n.sockets_used.is_none() {
+            n.sockets_used = s.total;
+        }
+        if let Some(e) = s.estab {
+            self.ns
+                .counters
+                .entry("Tcp".into())
+                .or_default()
+                .entry("CurrEstab".into())
+                .or_insert(e as i64);
+        }
+        if let Some(p) = s.ports {
+            self.ns.bind_buckets.get_or_insert(p);
+        }
+    }
+
+    fn processes_out(&mut self) -> Vec<Process> {
+        let shell = self.shell_nofile;
+        std::mem::take(&mut self.processes)
+            .into_iter()
+            .map(|(pid, p)| Process {
+                pid,
+                comm: p.comm,
+                netns: Some(0),
+                socket_fds: Some(p.socket_fds),
+                fd_limit: p.fd_limit.or(shell.map(|s| s.0)),
+                fd_limit_hard: p.fd_limit_hard.or(shell.and_then(|s| s.1)),
+                states: p.states,
+                listeners: p.listeners,
+                ..Process::default()
+            })
+            .collect()
+    }
+}
