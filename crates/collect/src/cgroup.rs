@@ -370,6 +370,41 @@ impl KubeNames {
         names
     }
 
+    /// The names, to record them.
+    pub fn record(&self) -> crate::record::KubeRecord {
+        let mut pods: Vec<(String, String)> =
+            self.pods.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        pods.sort();
+        let mut containers: Vec<(String, String, String)> = self
+            .containers
+            .iter()
+            .map(|(id, c)| (id.clone(), c.name.clone(), c.pod.clone()))
+            .collect();
+        containers.sort();
+        crate::record::KubeRecord { pods, containers }
+    }
+
+    /// The names as recorded.
+    pub fn from_record(r: &crate::record::KubeRecord) -> KubeNames {
+        KubeNames {
+            pods: r.pods.iter().cloned().collect(),
+            containers: r
+                .containers
+                .iter()
+                .map(|(id, name, pod)| {
+                    (
+                        id.clone(),
+                        ContainerName {
+                            name: name.clone(),
+                            pod: pod.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            problems: Vec::new(),
+        }
+    }
+
     /// [`KubeNames::read`] of kubelet's default directories.
     pub fn read_default() -> KubeNames {
         KubeNames::read(
@@ -542,6 +577,27 @@ impl CgroupIds {
             }
         }
         Ok(ids)
+    }
+
+    /// The ids and paths, to record them.
+    pub fn record(&self) -> crate::record::CgroupRecord {
+        let mut paths: Vec<(u64, String)> =
+            self.paths.iter().map(|(k, v)| (*k, v.clone())).collect();
+        paths.sort();
+        crate::record::CgroupRecord {
+            mount: self.mount.display().to_string(),
+            paths,
+            truncated: self.truncated,
+        }
+    }
+
+    /// The ids and paths as recorded.
+    pub fn from_record(r: &crate::record::CgroupRecord) -> CgroupIds {
+        CgroupIds {
+            mount: PathBuf::from(&r.mount),
+            paths: r.paths.iter().cloned().collect(),
+            truncated: r.truncated,
+        }
     }
 
     /// The path of the cgroup with this id, e.g. from `INET_DIAG_CGROUP_ID`.

@@ -11,9 +11,14 @@ pub mod netns;
 mod processes;
 pub mod procfs;
 pub mod procscan;
+pub mod record;
+mod replay;
 mod snapshot;
 pub mod sockdiag;
 #[cfg(test)]
 mod testutil;
 
-pub use snapshot::{closed_sockets_seen_from, collect, CollectError, CollectOptions, DumpMode};
+pub use replay::{replay, ReplayOptions};
+pub use snapshot::{
+    closed_sockets_seen_from, collect, sysctl_file, CollectError, CollectOptions, DumpMode,
+};

@@ -7,8 +7,9 @@ use crate::aggregate::{
 };
 use crate::netns::{self, NetnsHandle};
 use crate::procfs::{self, ProcError};
+use crate::record::{DumpRecord, FileResult, NsOutcome, ReadError, Recorder, Stage};
 use crate::snapshot::{read_sysctls, CollectOptions, DumpMode};
-use crate::sockdiag::{DumpRequest, Family, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT};
+use crate::sockdiag::{self, DumpRequest, Family, RawDump, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT};
 use sockmedic_model::{DumpInfo, Missing, Netns, NetnsSockstat, StateCounts, TcpState};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,14 +33,15 @@ pub struct NsResult {
     pub tally: Option<ProcessTally>,
 }
 
-/// Runs `f` on every namespace, as many at a time as there are cores (each may
-/// itself dump in parallel parts). Results come back in the order given.
-pub fn for_each<T: Send>(handles: &[&NetnsHandle], f: impl Fn(&NetnsHandle) -> T + Sync) -> Vec<T> {
+/// Runs `f` on every namespace (or other item), as many at a time as there are
+/// cores (each may itself dump in parallel parts). Results come back in the order
+/// given.
+pub fn for_each<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let mut out = Vec::with_capacity(handles.len());
-    for chunk in handles.chunks(workers) {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(workers) {
         let f = &f;
         std::thread::scope(|scope| {
             let running: Vec<_> = chunk.iter().map(|ns| scope.spawn(move || f(ns))).collect();
@@ -97,7 +99,7 @@ pub fn blank_netns(ns: &NetnsHandle) -> Netns {
     }
 }
 
-fn label(ns: &NetnsHandle) -> String {
+pub(crate) fn label(ns: &NetnsHandle) -> String {
     ns.names
         .first()
         .cloned()
@@ -108,32 +110,99 @@ fn what(label: &str, w: &str) -> String {
     format!("{w} of network namespace {label}")
 }
 
+/// Reads one input of a namespace's figures by its relative path
+/// (`proc/net/sockstat`, `proc/sys/net/core/somaxconn`): live from /proc, or from a
+/// recording.
+pub(crate) type Reader<'a> = dyn FnMut(&str) -> FileResult + 'a;
+
+/// Runs one dump: (states asked, parts, aggregate options) → the aggregate and the
+/// number of sockets decoded.
+pub(crate) type Dumper<'a> =
+    dyn Fn(u32, usize, &AggregateOptions) -> Result<(SocketAggregate, u64), String> + 'a;
+
+/// Reads a file live. `net` replaces `proc/net/` (`/proc/thread-self/net` inside a
+/// namespace); /proc/sys values are trimmed as `procfs::read_sysctl` trims them.
+pub(crate) fn read_live(name: &str, net: &str) -> FileResult {
+    let path = match name.strip_prefix("proc/net/") {
+        Some(file) => format!("{net}/{file}"),
+        None => format!("/{name}"),
+    };
+    match procfs::read_text(Path::new(&path)) {
+        Ok(t) if name.starts_with("proc/sys/") => Ok(t.trim().to_string()),
+        Ok(t) => Ok(t),
+        Err(e) => Err(ReadError {
+            not_found: matches!(&e, ProcError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Stage one: enters the namespace, reads its files and dumps every asked state
 /// but bound-inactive. `None` when the namespace is gone (it vanished since it was
 /// found: nothing to report).
 pub fn collect(ns: &NetnsHandle, job: &Job) -> Option<NsResult> {
     let (base, name, job) = (blank_netns(ns), label(ns), job.clone());
-    match netns::run_in_netns(ns, move || read_inside(base, &name, &job)) {
+    let rec = job.opts.record.clone();
+    let result = match netns::run_in_netns(ns, move || read_inside(base, &name, &job)) {
         Ok(r) => Some(r),
-        Err(e) if e.is_gone() => None,
-        Err(e) => Some(NsResult {
-            netns: blank_netns(ns),
-            missing: vec![Missing::new(
-                what(&label(ns), "every figure"),
-                e.to_string(),
-            )],
-            tally: None,
-        }),
+        Err(e) if e.is_gone() => {
+            if let Some(rec) = &rec {
+                rec.outcome(ns.id, NsOutcome::Gone);
+            }
+            None
+        }
+        Err(e) => {
+            if let Some(rec) = &rec {
+                rec.outcome(ns.id, NsOutcome::Failed(e.to_string()));
+            }
+            Some(failed(ns, &e.to_string()))
+        }
+    };
+    if let Some(rec) = &rec {
+        rec.progress(crate::record::Progress::NetnsDone { id: ns.id });
+    }
+    result
+}
+
+/// A namespace that could not be entered: every figure missing.
+pub(crate) fn failed(ns: &NetnsHandle, why: &str) -> NsResult {
+    NsResult {
+        netns: blank_netns(ns),
+        missing: vec![Missing::new(what(&label(ns), "every figure"), why)],
+        tally: None,
     }
 }
 
 /// Runs on a thread inside the namespace: /proc/thread-self/net (not /proc/self,
 /// which follows the thread-group leader's namespace) and /proc/sys/net (which
 /// follows the opening thread's).
-fn read_inside(mut ns: Netns, label: &str, job: &Job) -> NsResult {
+fn read_inside(ns: Netns, label: &str, job: &Job) -> NsResult {
+    let (id, rec) = (ns.id, job.opts.record.as_deref());
+    let mut read = |name: &str| {
+        let r = read_live(name, "/proc/thread-self/net");
+        if let Some(rec) = rec {
+            rec.netns_file(id, name, &r);
+        }
+        r
+    };
+    let dump = |states, parts, agg: &AggregateOptions| {
+        parallel_dump(states, parts, agg, rec.map(|r| (r, id, Stage::Main)))
+    };
+    fold_inside(ns, label, job, &mut read, &dump)
+}
+
+/// A namespace's figures from its files and its dump, however they are read:
+/// live inside it, or from a recording.
+pub(crate) fn fold_inside(
+    mut ns: Netns,
+    label: &str,
+    job: &Job,
+    read: &mut Reader<'_>,
+    dump: &Dumper<'_>,
+) -> NsResult {
     let mut missing = Vec::new();
-    read_files(&mut ns, label, &mut missing);
-    let (sysctl, lost) = read_sysctls(procfs::NETNS_SYSCTLS);
+    read_files(&mut ns, label, &mut missing, read);
+    let (sysctl, lost) = read_sysctls(procfs::NETNS_SYSCTLS, read);
     missing.extend(
         lost.into_iter()
             .map(|m| Missing::new(what(label, &m.what), m.why)),
@@ -145,7 +214,7 @@ fn read_inside(mut ns: Netns, label: &str, job: &Job) -> NsResult {
     let tally = if job.opts.mode == DumpMode::CountersOnly {
         None
     } else {
-        dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"))
+        dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"), dump)
     };
     NsResult {
         netns: ns,
@@ -154,19 +223,26 @@ fn read_inside(mut ns: Netns, label: &str, job: &Job) -> NsResult {
     }
 }
 
-fn read_files(ns: &mut Netns, label: &str, missing: &mut Vec<Missing>) {
-    let net = Path::new("/proc/thread-self/net");
-    let mut read = |file: &str| match procfs::read_text(&net.join(file)) {
-        Ok(t) => Some((t, what(label, file))),
-        Err(e) => {
-            missing.push(Missing::new(what(label, file), e.to_string()));
-            None
+/// The files of a namespace's figures, as [`Reader`] names them.
+pub const NETNS_FILES: [&str; 4] = [
+    "proc/net/sockstat",
+    "proc/net/sockstat6",
+    "proc/net/snmp",
+    "proc/net/netstat",
+];
+
+fn read_files(ns: &mut Netns, label: &str, missing: &mut Vec<Missing>, read: &mut Reader<'_>) {
+    let mut read = |path: &str| {
+        let file = path.trim_start_matches("proc/net/");
+        match read(path) {
+            Ok(t) => Some((t, what(label, file))),
+            Err(e) => {
+                missing.push(Missing::new(what(label, file), e.message));
+                None
+            }
         }
     };
-    let texts: Vec<_> = ["sockstat", "sockstat6", "snmp", "netstat"]
-        .iter()
-        .map(|f| read(f))
-        .collect();
+    let texts: Vec<_> = NETNS_FILES.iter().map(|f| read(f)).collect();
     let mut sockstat = procfs::Sections::new();
     for (i, t) in texts.into_iter().enumerate() {
         let Some((text, name)) = t else { continue };
@@ -242,6 +318,7 @@ fn dump_main(
     job: &Job,
     missing: &mut Vec<Missing>,
     what: &str,
+    dump: &Dumper<'_>,
 ) -> Option<ProcessTally> {
     let opts = &job.opts;
     let started = Instant::now();
@@ -264,7 +341,7 @@ fn dump_main(
     let dumped = if empty {
         Ok((SocketAggregate::new(agg_opts.clone()), 0))
     } else {
-        parallel_dump(dump_mask(states), parts, &agg_opts)
+        dump(dump_mask(states), parts, &agg_opts)
     };
     let (agg, sockets) = match dumped {
         Ok(r) => r,
@@ -325,6 +402,18 @@ fn requested_states(mask: u32) -> Vec<TcpState> {
         .collect()
 }
 
+/// The aggregate options of stage two's dump.
+fn bound_opts(netns: &Netns, job: &Job) -> AggregateOptions {
+    AggregateOptions {
+        port_range: port_range(netns),
+        port_filter: job.opts.port,
+        bound_inactive_requested: true,
+        states_requested: BOUND_INACTIVE_BIT,
+        join: job.join.clone(),
+        ..AggregateOptions::default()
+    }
+}
+
 /// Stage two: the bound-inactive sockets of a namespace (one more walk of the
 /// kernel's tables, so only run when some socket may be in no table). `None` when
 /// the namespace is gone.
@@ -333,23 +422,79 @@ pub fn dump_bound(
     netns: &Netns,
     job: &Job,
 ) -> Result<Option<Aggregated>, String> {
-    let agg_opts = AggregateOptions {
-        port_range: port_range(netns),
-        port_filter: job.opts.port,
-        bound_inactive_requested: true,
-        states_requested: BOUND_INACTIVE_BIT,
-        join: job.join.clone(),
-        ..AggregateOptions::default()
-    };
+    let agg_opts = bound_opts(netns, job);
     let (top, reserved) = (job.opts.top, reserved_ports(netns));
+    let rec = job.opts.record.clone();
+    let id = ns.id;
     let run = move || {
-        parallel_dump(BOUND_INACTIVE_BIT, 1, &agg_opts).map(|(agg, _)| agg.finish(top, &reserved))
+        let tap = rec.as_deref().map(|r| (r, id, Stage::Bound));
+        parallel_dump(BOUND_INACTIVE_BIT, 1, &agg_opts, tap)
+            .map(|(agg, _)| agg.finish(top, &reserved))
     };
-    match netns::run_in_netns(ns, run) {
+    let r = match netns::run_in_netns(ns, run) {
         Ok(r) => r.map(Some),
         Err(e) if e.is_gone() => Ok(None),
         Err(e) => Err(e.to_string()),
+    };
+    if let Some(rec) = &job.opts.record {
+        // A dump that ran has recorded itself; entering the namespace may have failed.
+        let recorded = rec.lock().netns(id).is_some_and(|n| n.bound.is_some());
+        match &r {
+            Ok(None) => rec.dump(
+                id,
+                Stage::Bound,
+                DumpRecord {
+                    gone: true,
+                    ..DumpRecord::default()
+                },
+            ),
+            Err(e) if !recorded => rec.dump(
+                id,
+                Stage::Bound,
+                DumpRecord {
+                    error: Some(e.clone()),
+                    ..DumpRecord::default()
+                },
+            ),
+            _ => {}
+        }
     }
+    r
+}
+
+/// Stage two from a recorded dump: what [`dump_bound`] returned live.
+pub(crate) fn replay_bound(
+    netns: &Netns,
+    job: &Job,
+    rec: &DumpRecord,
+) -> Result<Option<Aggregated>, String> {
+    if rec.gone {
+        return Ok(None);
+    }
+    let agg_opts = bound_opts(netns, job);
+    replay_dump(rec, &agg_opts).map(|(agg, _)| Some(agg.finish(job.opts.top, &reserved_ports(netns))))
+}
+
+/// A recorded dump through the live decoder and aggregator: each part decoded
+/// into its own aggregate and the parts merged, as [`parallel_dump`] does.
+pub(crate) fn replay_dump(
+    rec: &DumpRecord,
+    agg: &AggregateOptions,
+) -> Result<(SocketAggregate, u64), String> {
+    if let Some(e) = &rec.error {
+        return Err(e.clone());
+    }
+    let results = rec
+        .parts
+        .iter()
+        .map(|part| {
+            let mut a = SocketAggregate::new(agg.clone());
+            sockdiag::replay(part.as_bytes(), |s| a.add(s))
+                .map(|st| (a, st.messages))
+                .map_err(|e| format!("recorded dump: {e}"))
+        })
+        .collect();
+    merge_parts(results, agg)
 }
 
 /// Folds stage two's result into a namespace.
@@ -424,17 +569,57 @@ fn auto_parts(ns: &Netns, mode: DumpMode) -> usize {
     }
 }
 
+/// Where a recorded dump goes: the recorder, the namespace, the stage.
+type Tap<'a> = Option<(&'a Recorder, u64, Stage)>;
+
 /// Splits the local-port space into `parts` ranges and dumps each on its own
-/// thread with its own netlink socket (opened here, so in this namespace).
+/// thread with its own netlink socket (opened here, so in this namespace). With a
+/// tap, each part's requests and datagrams are recorded (up to the recorder's cap).
 fn parallel_dump(
     states: u32,
     parts: usize,
     agg: &AggregateOptions,
+    tap: Tap<'_>,
 ) -> Result<(SocketAggregate, u64), String> {
+    let started = Instant::now();
+    let (result, raw) = dump_parts(states, parts, agg, tap.map(|t| t.0));
+    if let Some((rec, id, stage)) = tap {
+        let cut = raw.iter().any(Option::is_none);
+        let parts = if cut {
+            let kept: usize = raw.iter().flatten().map(RawDump::data_len).sum();
+            rec.release(kept as u64);
+            Vec::new()
+        } else {
+            raw.into_iter().flatten().collect()
+        };
+        let d = DumpRecord {
+            parts,
+            error: result.as_ref().err().cloned(),
+            gone: false,
+            cut,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        rec.dump(id, stage, d);
+    }
+    result
+}
+
+/// The dumps of [`parallel_dump`], and each part's recording (`None` where the cap
+/// cut it).
+#[allow(clippy::type_complexity)]
+fn dump_parts(
+    states: u32,
+    parts: usize,
+    agg: &AggregateOptions,
+    rec: Option<&Recorder>,
+) -> (Result<(SocketAggregate, u64), String>, Vec<Option<RawDump>>) {
     let ranges = port_ranges(parts);
     let mut conns = Vec::with_capacity(parts);
     for _ in 0..parts {
-        conns.push(SockDiag::open().map_err(|e| e.to_string())?);
+        match SockDiag::open() {
+            Ok(c) => conns.push(c),
+            Err(e) => return (Err(e.to_string()), Vec::new()),
+        }
     }
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = conns
@@ -448,18 +633,55 @@ fn parallel_dump(
                         states,
                         sport: range,
                     };
-                    conn.dump(&req, |s| a.add(s))
-                        .map(|st| (a, st.messages))
-                        .map_err(|e| e.to_string())
+                    let mut raw = rec.map(|_| RawDump::new());
+                    let r = match rec {
+                        None => conn.dump(&req, |s| a.add(s)),
+                        Some(rec) => conn.dump_tapped(&req, |s| a.add(s), &mut |r| {
+                            let Some(buf) = raw.as_mut() else { return };
+                            let bytes = match r {
+                                sockdiag::Raw::Request(b) | sockdiag::Raw::Reply(b) => b,
+                            };
+                            if rec.reserve(RawDump::frame_len(bytes.len()) as u64) {
+                                buf.push(r);
+                            } else {
+                                rec.release(buf.data_len() as u64);
+                                raw = None;
+                            }
+                        }),
+                    };
+                    let r = r.map(|st| (a, st.messages)).map_err(|e| e.to_string());
+                    (r, raw)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
+    let mut raws = Vec::with_capacity(results.len());
+    let mut dumped = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok((r, raw)) => {
+                dumped.push(r);
+                raws.push(raw);
+            }
+            Err(_) => {
+                dumped.push(Err("a dump thread panicked".to_string()));
+                raws.push(None);
+            }
+        }
+    }
+    (merge_parts(dumped, agg), raws)
+}
+
+/// Merges the parts of one dump, in part order; the first failure fails it.
+fn merge_parts(
+    results: Vec<Result<(SocketAggregate, u64), String>>,
+    agg: &AggregateOptions,
+) -> Result<(SocketAggregate, u64), String> {
     let mut total: Option<SocketAggregate> = None;
     let mut messages = 0;
     for r in results {
-        let (a, n) = r.unwrap_or_else(|_| Err("a dump thread panicked".to_string()))?;
+        let (a, n) = r?;
         messages += n;
         match total.as_mut() {
             Some(t) => t.merge(a),

@@ -4,7 +4,10 @@
 use crate::aggregate::{ProcessTally, STATE_SLOTS};
 use crate::cgroup::{self, CgroupIds, KubeNames};
 use crate::netns::NetnsHandle;
-use crate::procscan::{self, ProcInfo, ProcScan, SocketProto};
+use crate::procscan::{self, ProcInfo, ProcScan, SocketCheck, SocketProto};
+use crate::record::{Probe, Recorder};
+use std::collections::BTreeMap;
+use std::io;
 use sockmedic_model::{Missing, Netns, Process, StateCounts, TcpState, UnhashedCheck};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -42,6 +45,101 @@ impl Naming {
             }
         };
         Naming { kube, cgroup_ids }
+    }
+}
+
+impl Naming {
+    /// Names from a recording (`None` cgroup ids: there were none).
+    pub fn from_record(
+        kube: &crate::record::KubeRecord,
+        cgroups: Option<&crate::record::CgroupRecord>,
+    ) -> Naming {
+        Naming {
+            kube: KubeNames::from_record(kube),
+            cgroup_ids: cgroups.map(CgroupIds::from_record),
+        }
+    }
+}
+
+/// The questions asked about a socket fd that no dump accounted for.
+pub trait SocketProbe: Sync {
+    fn proto(&self, pid: u32, fd: u32) -> io::Result<SocketProto>;
+    fn still_holds(&self, pid: u32, fd: u32, inode: u32) -> bool;
+    fn check(&self, pid: u32, fd: u32, read_error: bool) -> io::Result<SocketCheck>;
+}
+
+/// Asks the live kernel.
+pub struct LiveProbe;
+
+impl SocketProbe for LiveProbe {
+    fn proto(&self, pid: u32, fd: u32) -> io::Result<SocketProto> {
+        procscan::socket_proto(pid, fd)
+    }
+    fn still_holds(&self, pid: u32, fd: u32, inode: u32) -> bool {
+        procscan::still_holds(pid, fd, inode)
+    }
+    fn check(&self, pid: u32, fd: u32, read_error: bool) -> io::Result<SocketCheck> {
+        procscan::check_socket(pid, fd, read_error)
+    }
+}
+
+/// Asks the live kernel and records the answers.
+pub struct RecordingProbe<'a>(pub &'a Recorder);
+
+impl SocketProbe for RecordingProbe<'_> {
+    fn proto(&self, pid: u32, fd: u32) -> io::Result<SocketProto> {
+        let r = procscan::socket_proto(pid, fd);
+        let kept = match &r {
+            Ok(p) => Ok(p.name().to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.0.probe(pid, fd, |p| p.proto = Some(kept));
+        r
+    }
+    fn still_holds(&self, pid: u32, fd: u32, inode: u32) -> bool {
+        let r = procscan::still_holds(pid, fd, inode);
+        self.0.probe(pid, fd, |p| p.still_holds = Some(r));
+        r
+    }
+    fn check(&self, pid: u32, fd: u32, read_error: bool) -> io::Result<SocketCheck> {
+        let r = procscan::check_socket(pid, fd, read_error);
+        let kept = match &r {
+            Ok(c) => Ok(*c),
+            Err(e) => Err(e.to_string()),
+        };
+        self.0.probe(pid, fd, |p| p.check = Some(kept));
+        r
+    }
+}
+
+/// Answers from a recording: what the live probes answered then. A question that
+/// was not asked then has no answer (an error).
+pub struct ReplayProbe<'a>(pub &'a BTreeMap<(u32, u32), Probe>);
+
+fn not_recorded() -> io::Error {
+    io::Error::other("not recorded")
+}
+
+impl SocketProbe for ReplayProbe<'_> {
+    fn proto(&self, pid: u32, fd: u32) -> io::Result<SocketProto> {
+        match self.0.get(&(pid, fd)).and_then(|p| p.proto.as_ref()) {
+            Some(Ok(name)) => Ok(SocketProto::from_kernel_name(name.as_bytes())),
+            Some(Err(e)) => Err(io::Error::other(e.clone())),
+            None => Err(not_recorded()),
+        }
+    }
+    fn still_holds(&self, pid: u32, fd: u32, _inode: u32) -> bool {
+        self.0
+            .get(&(pid, fd))
+            .and_then(|p| p.still_holds)
+            .unwrap_or(false)
+    }
+    fn check(&self, pid: u32, fd: u32, _read_error: bool) -> io::Result<SocketCheck> {
+        match self.0.get(&(pid, fd)).and_then(|p| p.check.as_ref()) {
+            Some(Ok(c)) => Ok(*c),
+            Some(Err(e)) => Err(io::Error::other(e.clone())),
+            None => Err(not_recorded()),
+        }
     }
 }
 
@@ -85,6 +183,7 @@ pub fn build(
     naming: &Naming,
     cmdline: bool,
     read_error: bool,
+    probe: &dyn SocketProbe,
 ) -> Vec<Process> {
     let dumped: HashSet<u64> = netns
         .iter()
@@ -110,6 +209,7 @@ pub fn build(
             info,
             unfound.get(&idx).map(Vec::as_slice).unwrap_or(&[]),
             read_error,
+            probe,
         );
         out.push(p);
     }
@@ -196,16 +296,22 @@ fn fill_found(p: &mut Process, t: &ProcessTally, idx: usize) {
 /// state CLOSE is UNHASHED (in no table), any other state is a socket living in a
 /// namespace that was not dumped (`--netns`, or one with no handle left), counted
 /// under that state.
-fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_error: bool) {
+fn classify_unfound(
+    p: &mut Process,
+    info: &ProcInfo,
+    fds: &[(u32, u32)],
+    read_error: bool,
+    probe: &dyn SocketProbe,
+) {
     let mut check = UnhashedCheck::default();
     let mut tcp_seen = 0;
     for &(fd, inode) in fds {
-        let Ok(proto) = procscan::socket_proto(info.pid, fd) else {
+        let Ok(proto) = probe.proto(info.pid, fd) else {
             continue;
         };
         let tcp = matches!(proto, SocketProto::Tcp | SocketProto::Tcp6);
         // Closed (and the fd number reused) between the scan and the dump: not ours.
-        if tcp && !procscan::still_holds(info.pid, fd, inode) {
+        if tcp && !probe.still_holds(info.pid, fd, inode) {
             continue;
         }
         *p.sockets_by_proto
@@ -214,7 +320,7 @@ fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_e
         if tcp {
             tcp_seen += 1;
             let errors_wanted = read_error && check.close < ERRORS_READ_PER_PROCESS;
-            confirm(p, &mut check, info.pid, fd, errors_wanted);
+            confirm(p, &mut check, info.pid, fd, errors_wanted, probe);
         }
     }
     let bound = p.states.count(TcpState::BoundInactive);
@@ -228,8 +334,15 @@ fn classify_unfound(p: &mut Process, info: &ProcInfo, fds: &[(u32, u32)], read_e
 /// Duplicates one socket with `pidfd_getfd` and counts it by its real state. When
 /// that is impossible (no ptrace access), it is taken for UNHASHED, and the check
 /// says why it could not confirm.
-fn confirm(p: &mut Process, check: &mut UnhashedCheck, pid: u32, fd: u32, read_error: bool) {
-    match procscan::check_socket(pid, fd, read_error) {
+fn confirm(
+    p: &mut Process,
+    check: &mut UnhashedCheck,
+    pid: u32,
+    fd: u32,
+    read_error: bool,
+    probe: &dyn SocketProbe,
+) {
+    match probe.check(pid, fd, read_error) {
         Ok(c) if c.tcp_state == procscan::TCP_CLOSE => {
             check.checked += 1;
             check.close += 1;

@@ -1,12 +1,13 @@
 //! Builds a live [`Snapshot`]: host-wide figures from the initial namespace, then
 //! each selected network namespace on a thread that has entered it.
 
-use crate::aggregate::{InodeLookup, ProcessTally};
-use crate::namespace::{self, Job, NsResult};
+use crate::aggregate::{Aggregated, InodeLookup, ProcessTally};
+use crate::namespace::{self, Job, NsResult, Reader};
 use crate::netns::{self, NetnsHandle};
-use crate::processes::{self, Naming};
-use crate::procfs::{self, ProcError};
+use crate::processes::{self, LiveProbe, Naming, RecordingProbe};
+use crate::procfs;
 use crate::procscan::{self, ProcScan, ProcScanOptions};
+use crate::record::{BoundStage, Progress, RecordedNetns, Recorder};
 use crate::sockdiag;
 use sockmedic_model::{
     Closed, Host, HostLimits, HostSockstat, MemLimits, Missing, Netns, Snapshot, Source,
@@ -18,9 +19,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// How much of the socket tables to ask the kernel for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DumpMode {
     /// Every state, bound-inactive included: what `sockets` needs.
+    #[default]
     Full,
     /// Every state but ESTABLISHED, which is derived from snmp `CurrEstab`. The
     /// kernel skips building a message per connection, so this stays cheap with a
@@ -55,6 +57,8 @@ pub struct CollectOptions {
     pub pods_dir: std::path::PathBuf,
     /// kubelet's container log links (`<pod>_<namespace>_<container>-<id>.log`).
     pub containers_dir: std::path::PathBuf,
+    /// Record every raw input into this (`sockmedic collect`); `None`: nothing kept.
+    pub record: Option<Arc<Recorder>>,
 }
 
 impl Default for CollectOptions {
@@ -71,6 +75,7 @@ impl Default for CollectOptions {
             so_error: false,
             pods_dir: "/var/log/pods".into(),
             containers_dir: "/var/log/containers".into(),
+            record: None,
         }
     }
 }
@@ -86,21 +91,34 @@ pub enum CollectError {
 /// Takes a live Snapshot.
 pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     let started = Instant::now();
+    let rec = opts.record.as_deref();
     let mut snap = Snapshot {
         source: live_source(),
         ..Snapshot::default()
     };
     let mut scan = netns::discover();
     snap.missing.extend(scan.missing.iter().cloned());
-    let naming = Naming::read(&opts.pods_dir, &opts.containers_dir, &mut snap.missing);
+    let mut naming_missing = Vec::new();
+    let naming = Naming::read(&opts.pods_dir, &opts.containers_dir, &mut naming_missing);
+    snap.missing.extend(naming_missing.iter().cloned());
     let pods = processes::name_by_owner(&mut scan.namespaces, &naming);
     let selected: Vec<&NetnsHandle> = match &opts.netns {
         Some(sel) => select(&scan, sel)?,
         None => scan.namespaces.iter().collect(),
     };
+    if let Some(rec) = rec {
+        record_start(rec, opts, &snap, &scan, &selected, &pods, &naming, naming_missing);
+    }
     let host_ns = scan.namespaces.iter().find(|n| n.host);
-    snap.host = read_host(host_ns, &mut snap.missing);
+    snap.host = read_host(host_ns, &mut snap.missing, opts.record.as_ref());
     let scanned = opts.processes.then(|| scan_processes(&mut snap.missing));
+    if let (Some(rec), Some(ps)) = (rec, &scanned) {
+        rec.lock().scan = Some(ps.clone());
+        rec.progress(Progress::Scanned {
+            processes: ps.procs.len(),
+            socket_fds: ps.sockets.len(),
+        });
+    }
     let join = scanned
         .as_ref()
         .map(|ps| Arc::new(InodeLookup::new(ps.sockets.clone(), ps.procs.len())));
@@ -129,7 +147,14 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
             .filter(|n| !selected.iter().any(|s| s.id == n.id))
             .collect();
         let others_inuse = namespace::inuse_of(&others);
-        let t = bound_stage(&mut snap, &selected, &job, others_inuse);
+        let live = LiveBound {
+            selected: &selected,
+            others_inuse,
+        };
+        let (stage, t) = bound_stage(&mut snap, &job, &live);
+        if let Some(rec) = rec {
+            rec.lock().bound = stage;
+        }
         merge_tally(&mut tally, t);
     }
     for ns in &mut snap.netns {
@@ -137,21 +162,84 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
     }
     processes::name_orphan_owners(&mut snap.netns, &naming);
     if let Some(ps) = &scanned {
-        snap.processes = processes::build(
-            ps,
-            tally.as_ref(),
-            &mut snap.netns,
-            &naming,
-            opts.cmdline,
-            opts.so_error,
-        );
+        let mut build = |probe: &dyn processes::SocketProbe| {
+            processes::build(
+                ps,
+                tally.as_ref(),
+                &mut snap.netns,
+                &naming,
+                opts.cmdline,
+                opts.so_error,
+                probe,
+            )
+        };
+        let procs = match rec {
+            Some(rec) => build(&RecordingProbe(rec)),
+            None => build(&LiveProbe),
+        };
+        snap.processes = procs;
     }
     // The breakdown of alloc needs every namespace's inuse: not with --netns.
     if opts.netns.is_none() && opts.mode != DumpMode::CountersOnly {
         snap.host.closed = closed_sockets(&snap, scan.missing.is_empty());
     }
     snap.source.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    if let Some(rec) = rec {
+        rec.lock().source = snap.source.clone();
+    }
     Ok(snap)
+}
+
+/// What is known before the namespaces are read: the options, the namespaces and
+/// their names, the naming data.
+#[allow(clippy::too_many_arguments)]
+fn record_start(
+    rec: &Recorder,
+    opts: &CollectOptions,
+    snap: &Snapshot,
+    scan: &netns::NetnsScan,
+    selected: &[&NetnsHandle],
+    pods: &std::collections::HashMap<u64, String>,
+    naming: &Naming,
+    naming_missing: Vec<Missing>,
+) {
+    let mut r = rec.lock();
+    r.source = snap.source.clone();
+    r.here = netns::current_netns_id().ok();
+    r.page_size = rustix::param::page_size() as u64;
+    r.netns_selector = opts.netns.clone();
+    r.mode = opts.mode;
+    r.states = opts.states;
+    r.port = opts.port;
+    r.processes = opts.processes;
+    r.cmdline = opts.cmdline;
+    r.so_error = opts.so_error;
+    r.discovery_complete = scan.missing.is_empty();
+    r.discovery_missing = scan.missing.clone();
+    r.naming_missing = naming_missing;
+    r.kube = naming.kube.record();
+    r.cgroup_ids = naming.cgroup_ids.as_ref().map(|c| c.record());
+    r.namespaces = scan
+        .namespaces
+        .iter()
+        .map(|n| RecordedNetns {
+            id: n.id,
+            dev: n.dev,
+            names: n.names.clone(),
+            path: n.path.display().to_string(),
+            processes: n.processes,
+            host: n.host,
+            pid: n.pid,
+            pod: pods.get(&n.id).cloned(),
+            selected: selected.iter().any(|s| s.id == n.id),
+            ..RecordedNetns::default()
+        })
+        .collect();
+    drop(r);
+    rec.progress(Progress::Discovered {
+        namespaces: scan.namespaces.len(),
+        selected: selected.len(),
+    });
 }
 
 /// Every process's fds, before the dumps, so each dumped socket can be counted for
@@ -180,37 +268,71 @@ fn merge_tally(total: &mut Option<ProcessTally>, t: Option<ProcessTally>) {
     }
 }
 
+/// Where stage two gets its answers: the live kernel, or a recording.
+pub(crate) trait BoundSource {
+    /// Whether some TCP socket may be in no table (see [`unhashed_possible`]).
+    fn possible(&self, snap: &Snapshot) -> bool;
+    fn supported(&self) -> bool;
+    /// The namespaces to dump, in order.
+    fn namespaces(&self) -> Vec<u64>;
+    /// The bound-inactive dump of one namespace (`None`: gone).
+    fn dump(&self, id: u64, ns: &Netns, job: &Job) -> Result<Option<Aggregated>, String>;
+}
+
+struct LiveBound<'a> {
+    selected: &'a [&'a NetnsHandle],
+    others_inuse: Option<u64>,
+}
+
+impl BoundSource for LiveBound<'_> {
+    fn possible(&self, snap: &Snapshot) -> bool {
+        unhashed_possible(snap, self.others_inuse)
+    }
+    fn supported(&self) -> bool {
+        sockdiag::bound_inactive_supported()
+    }
+    fn namespaces(&self) -> Vec<u64> {
+        self.selected.iter().map(|h| h.id).collect()
+    }
+    fn dump(&self, id: u64, ns: &Netns, job: &Job) -> Result<Option<Aggregated>, String> {
+        match self.selected.iter().find(|h| h.id == id) {
+            Some(h) => namespace::dump_bound(h, ns, job),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Stage two: bound-inactive sockets. Asking for them walks the kernel's table of
 /// bound ports, which holds every connected socket too, so it is skipped when the
 /// arithmetic proves no TCP socket is in no table: every full socket is either in
 /// some namespace's `inuse` or in no table, so `alloc − Σ inuse − orphans held
 /// elsewhere ≤ 0` means there is none, bound or not.
-fn bound_stage(
+pub(crate) fn bound_stage(
     snap: &mut Snapshot,
-    selected: &[&NetnsHandle],
     job: &Job,
-    others_inuse: Option<u64>,
-) -> Option<ProcessTally> {
-    if !unhashed_possible(snap, others_inuse) {
+    source: &(dyn BoundSource + Sync),
+) -> (BoundStage, Option<ProcessTally>) {
+    if !source.possible(snap) {
         for ns in &mut snap.netns {
             namespace::bound_known_zero(
                 ns,
                 "not dumped: no TCP socket is in no table (alloc - inuse - orphans elsewhere = 0)",
             );
         }
-        return None;
+        return (BoundStage::KnownZero, None);
     }
-    if !sockdiag::bound_inactive_supported() {
+    if !source.supported() {
         snap.missing.push(Missing::new(
             "bound-inactive sockets (bound, neither listening nor connected)",
             "this kernel does not answer sock_diag's bound-inactive request (Linux 6.8+)",
         ));
-        return None;
+        return (BoundStage::Unsupported, None);
     }
     let started = Instant::now();
-    let results = namespace::for_each(selected, |h| {
-        let ns = snap.netns.iter().find(|n| n.id == h.id)?;
-        Some((h.id, namespace::dump_bound(h, ns, job)))
+    let ids = source.namespaces();
+    let results = namespace::for_each(&ids, |&id| {
+        let ns = snap.netns.iter().find(|n| n.id == id)?;
+        Some((id, source.dump(id, ns, job)))
     });
     let mut tally = None;
     for (id, result) in results.into_iter().flatten() {
@@ -230,7 +352,7 @@ fn bound_stage(
             )),
         }
     }
-    tally
+    (BoundStage::Dumped, tally)
 }
 
 /// Whether some TCP socket may be in no table (see `bound_stage`). `others_inuse`
@@ -298,13 +420,66 @@ pub fn uptime_s() -> f64 {
 /// Reads the host-wide figures. The global sockstat fields and /proc/sys/fs are the
 /// same from any namespace; the host-only net sysctls (tcp_mem, tcp_max_orphans)
 /// exist only in the initial namespace, so they are read there.
-fn read_host(host_ns: Option<&NetnsHandle>, missing: &mut Vec<Missing>) -> Host {
+fn read_host(
+    host_ns: Option<&NetnsHandle>,
+    missing: &mut Vec<Missing>,
+    rec: Option<&Arc<Recorder>>,
+) -> Host {
+    let read = |name: &str| {
+        let r = namespace::read_live(name, "/proc/net");
+        if let Some(rec) = rec {
+            rec.host_file(name, &r);
+        }
+        r
+    };
+    let sockstat = read("proc/net/sockstat");
+    if rec.is_some() {
+        // Kept for the record (the bundle's host files); the host figures do not use it.
+        let _ = read("proc/net/sockstat6");
+    }
+    let here = netns::current_netns_id().ok();
+    let recorder = rec.cloned();
+    let read_in_host = move || {
+        read_sysctls(procfs::HOST_SYSCTLS, &mut |name: &str| {
+            let r = namespace::read_live(name, "/proc/net");
+            if let Some(rec) = &recorder {
+                rec.host_file(name, &r);
+            }
+            r
+        })
+    };
+    let sysctls = match host_ns {
+        Some(ns) if Some(ns.id) == here => Ok(read_in_host()),
+        Some(ns) => netns::run_in_netns(ns, read_in_host).map_err(|e| e.to_string()),
+        None => {
+            Err("the initial network namespace is not reachable (not root, or no /proc/1)".into())
+        }
+    };
+    if let (Some(rec), Err(e)) = (rec, &sysctls) {
+        rec.lock().host_sysctls_error = Some(e.clone());
+    }
+    fold_host(
+        sockstat.map_err(|e| e.message),
+        sysctls,
+        rustix::param::page_size() as u64,
+        missing,
+    )
+}
+
+/// The host-wide figures from the collector's sockstat and the host-only sysctls
+/// (or why they could not be read), live or recorded.
+pub(crate) fn fold_host(
+    sockstat: Result<String, String>,
+    sysctls: Result<(BTreeMap<String, String>, Vec<Missing>), String>,
+    page_size: u64,
+    missing: &mut Vec<Missing>,
+) -> Host {
     let mut host = Host {
-        page_size: rustix::param::page_size() as u64,
+        page_size,
         ..Host::default()
     };
-    match read_file("/proc/net/sockstat", missing).map(|t| procfs::parse_sockstat(&t)) {
-        Some(Ok(s)) => {
+    match sockstat.map(|t| procfs::parse_sockstat(&t)) {
+        Ok(Ok(s)) => {
             host.sockstat = HostSockstat {
                 tcp_orphan: field(&s, "TCP", "orphan"),
                 tcp_alloc: field(&s, "TCP", "alloc"),
@@ -312,18 +487,9 @@ fn read_host(host_ns: Option<&NetnsHandle>, missing: &mut Vec<Missing>) -> Host 
                 udp_mem_pages: field(&s, "UDP", "mem"),
             }
         }
-        Some(Err(e)) => missing.push(Missing::new("/proc/net/sockstat", e.to_string())),
-        None => {}
+        Ok(Err(e)) => missing.push(Missing::new("/proc/net/sockstat", e.to_string())),
+        Err(why) => missing.push(Missing::new("/proc/net/sockstat", why)),
     }
-    let here = netns::current_netns_id().ok();
-    let sysctls = match host_ns {
-        Some(ns) if Some(ns.id) == here => Ok(read_sysctls(procfs::HOST_SYSCTLS)),
-        Some(ns) => netns::run_in_netns(ns, || read_sysctls(procfs::HOST_SYSCTLS))
-            .map_err(|e| e.to_string()),
-        None => {
-            Err("the initial network namespace is not reachable (not root, or no /proc/1)".into())
-        }
-    };
     match sysctls {
         Ok((values, lost)) => {
             host.sysctl = values;
@@ -362,21 +528,23 @@ fn host_limits(sysctl: &BTreeMap<String, String>) -> HostLimits {
     }
 }
 
-/// Reads a list of sysctls in the calling thread's namespace. Optional ones that
-/// do not exist on this kernel are skipped silently.
+/// Reads a list of sysctls with `read` (`proc/sys/net/ipv4/tcp_mem`: live in the
+/// calling thread's namespace, or recorded). Optional ones that do not exist on
+/// this kernel are skipped silently.
 pub(crate) fn read_sysctls(
     specs: &[procfs::SysctlSpec],
+    read: &mut Reader<'_>,
 ) -> (BTreeMap<String, String>, Vec<Missing>) {
     let mut values = BTreeMap::new();
     let mut missing = Vec::new();
     for spec in specs {
-        match procfs::read_sysctl(Path::new("/proc/sys"), spec.name) {
+        match read(&sysctl_file(spec.name)) {
             Ok(v) => {
                 values.insert(spec.name.to_string(), v);
             }
-            Err(e) if !(spec.optional && is_not_found(&e)) => missing.push(Missing::new(
+            Err(e) if !(spec.optional && e.not_found) => missing.push(Missing::new(
                 format!("sysctl {} ({})", spec.name, spec.why),
-                e.to_string(),
+                e.message,
             )),
             Err(_) => {}
         }
@@ -384,18 +552,9 @@ pub(crate) fn read_sysctls(
     (values, missing)
 }
 
-fn is_not_found(e: &ProcError) -> bool {
-    matches!(e, ProcError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
-}
-
-fn read_file(path: &str, missing: &mut Vec<Missing>) -> Option<String> {
-    match procfs::read_text(Path::new(path)) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            missing.push(Missing::new(path, e.to_string()));
-            None
-        }
-    }
+/// `net.ipv4.tcp_mem` → `proc/sys/net/ipv4/tcp_mem`.
+pub fn sysctl_file(name: &str) -> String {
+    format!("proc/sys/{}", name.replace('.', "/"))
 }
 
 fn field(s: &procfs::Sections<u64>, section: &str, name: &str) -> Option<u64> {

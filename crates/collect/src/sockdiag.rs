@@ -82,6 +82,179 @@ pub struct DumpStats {
     pub walks: u32,
 }
 
+/// The bytes of one dump as they crossed the netlink socket.
+#[derive(Clone, Copy, Debug)]
+pub enum Raw<'a> {
+    /// A request as sent (`nlmsghdr` + `inet_diag_req_v2` or the compat request).
+    Request(&'a [u8]),
+    /// One reply datagram as received.
+    Reply(&'a [u8]),
+}
+
+/// A recorded dump: the requests and reply datagrams of one or more walks, framed
+/// so they can be replayed through the same decoder ([`replay`]). Layout: the
+/// 8-byte header `SMNLREC` + byte order (`l`/`b`: the datagrams are in the
+/// recording host's order), then records of one tag byte (`Q` request, `R` reply),
+/// a little-endian u32 length and the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawDump {
+    bytes: Vec<u8>,
+}
+
+const RECORDING_MAGIC: &[u8; 7] = b"SMNLREC";
+
+fn native_order() -> u8 {
+    if cfg!(target_endian = "big") {
+        b'b'
+    } else {
+        b'l'
+    }
+}
+
+impl Default for RawDump {
+    fn default() -> Self {
+        RawDump::new()
+    }
+}
+
+impl RawDump {
+    pub fn new() -> RawDump {
+        let mut bytes = RECORDING_MAGIC.to_vec();
+        bytes.push(native_order());
+        RawDump { bytes }
+    }
+    /// Appends one request or reply.
+    pub fn push(&mut self, raw: Raw<'_>) {
+        let (tag, data) = match raw {
+            Raw::Request(d) => (b'Q', d),
+            Raw::Reply(d) => (b'R', d),
+        };
+        self.bytes.push(tag);
+        self.bytes
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(data);
+    }
+    /// The size a record of `len` bytes adds.
+    pub fn frame_len(len: usize) -> usize {
+        len + 5
+    }
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    /// The bytes of the records, without the header.
+    pub fn data_len(&self) -> usize {
+        self.bytes.len() - (RECORDING_MAGIC.len() + 1)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.len() <= RECORDING_MAGIC.len() + 1
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn from_bytes(bytes: Vec<u8>) -> RawDump {
+        RawDump { bytes }
+    }
+}
+
+/// Replays a recorded dump through the live decoder: each reply datagram is
+/// parsed for the request before it, exactly as [`SockDiag::dump`] parsed it when
+/// it arrived, calling `on_socket` per socket. A walk the kernel refused and that
+/// was followed by another request (the compat request's fallback) is skipped as
+/// the live dump skipped it; a refusal at the end is the dump's error. A recording
+/// that ends before its last walk's NLMSG_DONE is malformed.
+pub fn replay(
+    rec: &[u8],
+    mut on_socket: impl FnMut(&DiagSocket),
+) -> Result<DumpStats, DiagError> {
+    let bad = |offset, what| DiagError::Malformed {
+        offset,
+        len: rec.len(),
+        what,
+    };
+    if rec.len() < 8 || &rec[..7] != RECORDING_MAGIC {
+        return Err(bad(0, "not a sockmedic sock_diag recording"));
+    }
+    if rec[7] != native_order() {
+        return Err(bad(
+            7,
+            "recorded on a host of the other byte order: its datagrams cannot be decoded here",
+        ));
+    }
+    let mut stats = DumpStats::default();
+    let mut off = 8;
+    // The walk being read: its request kind and sequence number, and whether it ended.
+    let mut walk: Option<(ReqKind, u32)> = None;
+    let mut done = true;
+    let mut failed: Option<DiagError> = None;
+    while off < rec.len() {
+        if rec.len() - off < 5 {
+            return Err(bad(off, "truncated record header"));
+        }
+        let tag = rec[off];
+        let len = u32::from_le_bytes([rec[off + 1], rec[off + 2], rec[off + 3], rec[off + 4]])
+            as usize;
+        let at = off;
+        off += 5;
+        if rec.len() - off < len {
+            return Err(bad(at, "record longer than the recording"));
+        }
+        let data = &rec[off..off + len];
+        off += len;
+        match tag {
+            b'Q' => {
+                if !done && failed.is_none() {
+                    return Err(bad(at, "a request before the previous dump's end"));
+                }
+                walk = Some(request_of(data).ok_or_else(|| bad(at, "unknown request"))?);
+                done = false;
+                failed = None;
+                stats.walks += 1;
+            }
+            b'R' => {
+                let Some((kind, seq)) = walk else {
+                    return Err(bad(at, "a reply before any request"));
+                };
+                if done || failed.is_some() {
+                    // Stragglers after the end; the live dump never read them either.
+                    continue;
+                }
+                stats.recvs += 1;
+                stats.bytes += len as u64;
+                match parse_replies(data, seq, kind, &mut on_socket) {
+                    Ok((w, n)) => {
+                        stats.messages += n;
+                        done = w == Walk::Done;
+                    }
+                    Err(e @ DiagError::Kernel { .. }) => failed = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => return Err(bad(at, "unknown record tag")),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !done {
+        return Err(bad(rec.len(), "the recording ends before the dump's NLMSG_DONE"));
+    }
+    Ok(stats)
+}
+
+/// The kind and sequence number of a recorded request.
+fn request_of(msg: &[u8]) -> Option<(ReqKind, u32)> {
+    if msg.len() < NLMSG_HDRLEN + 1 {
+        return None;
+    }
+    let seq = u32_at(msg, 8);
+    let kind = match u16_at(msg, 4) {
+        SOCK_DIAG_BY_FAMILY => ReqKind::V2(msg[NLMSG_HDRLEN]),
+        TCPDIAG_GETSOCK => ReqKind::Compat,
+        _ => return None,
+    };
+    Some((kind, seq))
+}
+
 /// Why a dump failed. Every variant says which step failed and, for system
 /// errors, the errno.
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +403,18 @@ impl SockDiag {
     pub fn dump(
         &mut self,
         req: &DumpRequest,
+        on_socket: impl FnMut(&DiagSocket),
+    ) -> Result<DumpStats, DiagError> {
+        self.dump_tapped(req, on_socket, &mut |_: Raw<'_>| {})
+    }
+
+    /// [`SockDiag::dump`], also handing `tap` every request sent and every reply
+    /// datagram received, as bytes (to record them: [`RawDump`]).
+    pub fn dump_tapped(
+        &mut self,
+        req: &DumpRequest,
         mut on_socket: impl FnMut(&DiagSocket),
+        tap: &mut impl FnMut(Raw<'_>),
     ) -> Result<DumpStats, DiagError> {
         if req.states & !(ALL_STATES | 1 << 12 | BOUND_INACTIVE_BIT) != 0 {
             return Err(DiagError::InvalidRequest("states has bits outside 1..=13"));
@@ -243,11 +427,11 @@ impl SockDiag {
         self.drain_pending()?;
         let mut stats = DumpStats::default();
         match req.family {
-            Family::V4 => self.run(ReqKind::V2(AF_INET), req, &mut on_socket, &mut stats)?,
-            Family::V6 => self.run(ReqKind::V2(AF_INET6), req, &mut on_socket, &mut stats)?,
+            Family::V4 => self.run(ReqKind::V2(AF_INET), req, &mut on_socket, &mut stats, tap)?,
+            Family::V6 => self.run(ReqKind::V2(AF_INET6), req, &mut on_socket, &mut stats, tap)?,
             Family::Both => {
                 if self.compat_ok != Some(false) {
-                    match self.run(ReqKind::Compat, req, &mut on_socket, &mut stats) {
+                    match self.run(ReqKind::Compat, req, &mut on_socket, &mut stats, tap) {
                         Ok(()) => {
                             self.compat_ok = Some(true);
                             return Ok(stats);
@@ -259,8 +443,8 @@ impl SockDiag {
                         Err(e) => return Err(e),
                     }
                 }
-                self.run(ReqKind::V2(AF_INET), req, &mut on_socket, &mut stats)?;
-                self.run(ReqKind::V2(AF_INET6), req, &mut on_socket, &mut stats)?;
+                self.run(ReqKind::V2(AF_INET), req, &mut on_socket, &mut stats, tap)?;
+                self.run(ReqKind::V2(AF_INET6), req, &mut on_socket, &mut stats, tap)?;
                 self.compat_ok = Some(false);
             }
         }
@@ -274,11 +458,13 @@ impl SockDiag {
         req: &DumpRequest,
         on_socket: &mut impl FnMut(&DiagSocket),
         stats: &mut DumpStats,
+        tap: &mut impl FnMut(Raw<'_>),
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
         let mut msg = [0u8; REQ_MAX];
         let len = encode_request(&mut msg, kind, req.states, req.sport, seq);
+        tap(Raw::Request(&msg[..len]));
         loop {
             match rustix::net::send(&self.fd, &msg[..len], SendFlags::empty()) {
                 Ok(_) => break,
@@ -293,6 +479,7 @@ impl SockDiag {
             stats.recvs += 1;
             stats.bytes += n as u64;
             let data = &self.buf[..n];
+            tap(Raw::Reply(data));
             match parse_replies(data, seq, kind, on_socket) {
                 Ok((walk, count)) => {
                     stats.messages += count;
