@@ -8,6 +8,7 @@
 //! format declares itself once in [`FORMATS`]: its name, how to recognise it, how
 //! to parse it into an [`Offline`] builder.
 
+pub mod bundle;
 mod builder;
 mod formats;
 mod path;

@@ -44,6 +44,9 @@ struct Pending {
 
 /// Reads `path` (a file, a directory, or `-` for standard input) into a Snapshot.
 pub fn read_path(path: &Path, opts: ReadOptions) -> Result<Snapshot, IngestError> {
+    if let Some(snap) = super::bundle::read_bundle(path, opts)? {
+        return Ok(snap);
+    }
     let mut out = Offline::new(SourceKind::Text, opts);
     let mut pending = Vec::new();
     if path == Path::new("-") {
