@@ -86,6 +86,13 @@ pub enum Command {
     /// by state, sockets in no table, container and pod. The `for pid in /proc/*;
     /// ls -l /proc/$pid/fd | grep socket` loop, done right.
     Procs(ProcsArgs),
+    /// Write a bundle: one .tar.gz holding the raw sources `check` reads on this host
+    /// (the /proc and /proc/sys files of every namespace, the raw sock_diag replies,
+    /// the process scan, the kernel log), to diagnose elsewhere with `check --from`.
+    /// Never payload data or environment variables; command lines only with
+    /// --include-cmdline. With --script, prints a POSIX sh script that gathers the
+    /// same sources with stock tools on a host without sockmedic.
+    Collect(CollectArgs),
 }
 
 /// The wait between `check`'s two snapshots when `--interval` is not given.
@@ -232,4 +239,47 @@ pub struct SocketsArgs {
     /// Only sockets whose local or remote port is PORT.
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CollectArgs {
+    /// Where to write the bundle. Default: sockmedic-HOST-YYYYmmddTHHMMSSZ.tar.gz in
+    /// the current directory.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Keep each process's command line (it may hold secrets passed as arguments).
+    #[arg(long)]
+    pub include_cmdline: bool,
+    /// The most raw socket data (sock_diag replies) kept, in bytes (K, M, G
+    /// suffixes: 1024-based). A namespace over it keeps its exact counts, from the
+    /// live aggregate, and the manifest says it was cut.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
+    pub max_socket_bytes: u64,
+    /// Print a POSIX sh script that gathers the same sources with stock tools (ss,
+    /// cat, dmesg, ip netns, nsenter) into a directory `check --from` reads, for a
+    /// host where sockmedic cannot be installed.
+    #[arg(long)]
+    pub script: bool,
+}
+
+/// `256M`, `1G`, `4096`: a size in bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?}: not a size in bytes (e.g. 256M)"))
 }

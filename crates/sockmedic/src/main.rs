@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod collect_cmd;
 mod config;
 mod kernel_log;
 mod render;
@@ -45,6 +46,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
     match cli.command.unwrap_or(Command::Check(cli.check)) {
         Command::Check(args) => check::run(&common, &args),
+        Command::Collect(args) => collect_cmd::run(&common, &args),
         Command::Explain(args) => explain(&common, &args),
         Command::Stat(args) => {
             let opts = CollectOptions {
