@@ -407,6 +407,7 @@ fn live_source() -> Source {
         tool: format!("sockmedic {}", env!("CARGO_PKG_VERSION")),
         privileged: Some(rustix::process::geteuid().is_root()),
         uptime_s: Some(uptime_s()),
+        inputs: Vec::new(),
     }
 }
 

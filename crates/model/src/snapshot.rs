@@ -105,6 +105,9 @@ pub struct Source {
     /// by the difference between two snapshots' values, and kernel log times are
     /// compared with it.
     pub uptime_s: Option<f64>,
+    /// Saved inputs read (`kind: text`), each as `NAME (FORMAT)`; empty otherwise.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 /// Host-wide figures: global counters and the limits that bound them.

@@ -944,6 +944,7 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
         tool: m.tool.clone(),
         privileged: Some(m.who.root),
         uptime_s: m.uptime_s,
+        inputs: Vec::new(),
     };
     let live = files
         .get("snapshot.json")
