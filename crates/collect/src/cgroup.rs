@@ -372,8 +372,11 @@ impl KubeNames {
 
     /// The names, to record them.
     pub fn record(&self) -> crate::record::KubeRecord {
-        let mut pods: Vec<(String, String)> =
-            self.pods.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut pods: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         pods.sort();
         let mut containers: Vec<(String, String, String)> = self
             .containers

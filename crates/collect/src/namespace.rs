@@ -9,7 +9,9 @@ use crate::netns::{self, NetnsHandle};
 use crate::procfs::{self, ProcError};
 use crate::record::{DumpRecord, FileResult, NsOutcome, ReadError, Recorder, Stage};
 use crate::snapshot::{read_sysctls, CollectOptions, DumpMode};
-use crate::sockdiag::{self, DumpRequest, Family, RawDump, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT};
+use crate::sockdiag::{
+    self, DumpRequest, Family, RawDump, SockDiag, ALL_STATES, BOUND_INACTIVE_BIT,
+};
 use sockmedic_model::{DumpInfo, Missing, Netns, NetnsSockstat, StateCounts, TcpState};
 use std::path::Path;
 use std::sync::Arc;
@@ -214,7 +216,13 @@ pub(crate) fn fold_inside(
     let tally = if job.opts.mode == DumpMode::CountersOnly {
         None
     } else {
-        dump_main(&mut ns, job, &mut missing, &what(label, "TCP sockets"), dump)
+        dump_main(
+            &mut ns,
+            job,
+            &mut missing,
+            &what(label, "TCP sockets"),
+            dump,
+        )
     };
     NsResult {
         netns: ns,
@@ -472,7 +480,8 @@ pub(crate) fn replay_bound(
         return Ok(None);
     }
     let agg_opts = bound_opts(netns, job);
-    replay_dump(rec, &agg_opts).map(|(agg, _)| Some(agg.finish(job.opts.top, &reserved_ports(netns))))
+    replay_dump(rec, &agg_opts)
+        .map(|(agg, _)| Some(agg.finish(job.opts.top, &reserved_ports(netns))))
 }
 
 /// A recorded dump through the live decoder and aggregator: each part decoded

@@ -6,10 +6,10 @@ use crate::cgroup::{self, CgroupIds, KubeNames};
 use crate::netns::NetnsHandle;
 use crate::procscan::{self, ProcInfo, ProcScan, SocketCheck, SocketProto};
 use crate::record::{Probe, Recorder};
-use std::collections::BTreeMap;
-use std::io;
 use sockmedic_model::{Missing, Netns, Process, StateCounts, TcpState, UnhashedCheck};
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::Path;
 
 /// CLOSE sockets per process whose SO_ERROR is read with `--so-error` (it clears the

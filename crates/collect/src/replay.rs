@@ -105,8 +105,7 @@ pub fn replay(rec: &Recording, ro: &ReplayOptions) -> Snapshot {
             NsOutcome::Failed(why) => namespace::failed(&h, why),
             NsOutcome::Read => {
                 let mut read = |name: &str| lookup(&n.files, name);
-                let dump = |_states, _parts, agg: &crate::aggregate::AggregateOptions| match &n
-                    .main
+                let dump = |_states, _parts, agg: &crate::aggregate::AggregateOptions| match &n.main
                 {
                     // Cut: the figures come from the live Snapshot below.
                     Some(d) if d.cut => Ok((SocketAggregate::new(agg.clone()), 0)),
@@ -167,8 +166,7 @@ pub fn replay(rec: &Recording, ro: &ReplayOptions) -> Snapshot {
         }
     }
     if opts.netns.is_none() && opts.mode != DumpMode::CountersOnly {
-        snap.host.closed =
-            crate::closed_sockets_seen_from(&snap, rec.discovery_complete, rec.here);
+        snap.host.closed = crate::closed_sockets_seen_from(&snap, rec.discovery_complete, rec.here);
     }
     snap
 }
@@ -199,13 +197,13 @@ fn take_cut_from_live(snap: &mut Snapshot, rec: &Recording, cut: &[u64]) {
 }
 
 fn copy_dump_figures(ns: &mut Netns, live: &Netns) {
-    ns.states = live.states.clone();
+    ns.states = live.states;
     ns.listeners = live.listeners.clone();
     ns.top_local = live.top_local.clone();
     ns.top_remote = live.top_remote.clone();
     ns.ephemeral = live.ephemeral.clone();
     ns.orphans = live.orphans;
-    ns.queued = live.queued.clone();
+    ns.queued = live.queued;
     ns.orphan_owners = live.orphan_owners.clone();
     ns.dump = live.dump.clone();
 }

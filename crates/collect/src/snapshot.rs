@@ -107,7 +107,16 @@ pub fn collect(opts: &CollectOptions) -> Result<Snapshot, CollectError> {
         None => scan.namespaces.iter().collect(),
     };
     if let Some(rec) = rec {
-        record_start(rec, opts, &snap, &scan, &selected, &pods, &naming, naming_missing);
+        record_start(
+            rec,
+            opts,
+            &snap,
+            &scan,
+            &selected,
+            &pods,
+            &naming,
+            naming_missing,
+        );
     }
     let host_ns = scan.namespaces.iter().find(|n| n.host);
     snap.host = read_host(host_ns, &mut snap.missing, opts.record.as_ref());

@@ -162,10 +162,7 @@ impl RawDump {
 /// was followed by another request (the compat request's fallback) is skipped as
 /// the live dump skipped it; a refusal at the end is the dump's error. A recording
 /// that ends before its last walk's NLMSG_DONE is malformed.
-pub fn replay(
-    rec: &[u8],
-    mut on_socket: impl FnMut(&DiagSocket),
-) -> Result<DumpStats, DiagError> {
+pub fn replay(rec: &[u8], mut on_socket: impl FnMut(&DiagSocket)) -> Result<DumpStats, DiagError> {
     let bad = |offset, what| DiagError::Malformed {
         offset,
         len: rec.len(),
@@ -191,8 +188,8 @@ pub fn replay(
             return Err(bad(off, "truncated record header"));
         }
         let tag = rec[off];
-        let len = u32::from_le_bytes([rec[off + 1], rec[off + 2], rec[off + 3], rec[off + 4]])
-            as usize;
+        let len =
+            u32::from_le_bytes([rec[off + 1], rec[off + 2], rec[off + 3], rec[off + 4]]) as usize;
         let at = off;
         off += 5;
         if rec.len() - off < len {
@@ -236,7 +233,10 @@ pub fn replay(
         return Err(e);
     }
     if !done {
-        return Err(bad(rec.len(), "the recording ends before the dump's NLMSG_DONE"));
+        return Err(bad(
+            rec.len(),
+            "the recording ends before the dump's NLMSG_DONE",
+        ));
     }
     Ok(stats)
 }

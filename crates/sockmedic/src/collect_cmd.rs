@@ -26,7 +26,9 @@ pub fn run(common: &Common, args: &CollectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if common.from.is_some() {
-        bail!("collect --from: collect reads this host; --from is for check, stat, sockets and procs");
+        bail!(
+            "collect --from: collect reads this host; --from is for check, stat, sockets and procs"
+        );
     }
     let uname = uname();
     let started = SystemTime::now();
@@ -213,7 +215,13 @@ fn default_name(host: &str, at: SystemTime) -> PathBuf {
         .collect();
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     PathBuf::from(format!("sockmedic-{host}-{stamp}.tar.gz"))
 }

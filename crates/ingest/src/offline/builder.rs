@@ -304,7 +304,11 @@ impl Offline {
         }
         snap.host = self.host();
         self.fold_ss_summary();
-        snap.source.inputs = self.inputs.iter().map(|(n, f)| format!("{n} ({f})")).collect();
+        snap.source.inputs = self
+            .inputs
+            .iter()
+            .map(|(n, f)| format!("{n} ({f})"))
+            .collect();
         let label = match self.inputs.as_slice() {
             [(one, _)] => format!("saved ({one})"),
             _ => "saved".to_string(),

@@ -33,7 +33,9 @@
 
 use super::{IngestError, ReadOptions};
 use serde::{Deserialize, Serialize};
-use sockmedic_collect::procscan::{ProcInfo, ProcScan, ScanStats, SocketCheck, SocketFd, SocketIndex};
+use sockmedic_collect::procscan::{
+    ProcInfo, ProcScan, ScanStats, SocketCheck, SocketFd, SocketIndex,
+};
 use sockmedic_collect::record::{
     BoundStage, CgroupRecord, DumpRecord, FileResult, KubeRecord, NsOutcome, Probe, ReadError,
     RecordedNetns, Recording,
@@ -447,7 +449,11 @@ pub fn write_entries(
         serde_json::to_vec_pretty(&KubeFile::from(&rec.kube)).map_err(std::io::Error::other)?,
     ));
     if let Some(c) = &rec.cgroup_ids {
-        let mut tsv = format!("# cgroup v2 ids of {} (id<TAB>path){}\n", c.mount, if c.truncated { "; truncated" } else { "" });
+        let mut tsv = format!(
+            "# cgroup v2 ids of {} (id<TAB>path){}\n",
+            c.mount,
+            if c.truncated { "; truncated" } else { "" }
+        );
         for (id, path) in &c.paths {
             tsv.push_str(&format!("{id}\t{path}\n"));
         }
@@ -472,7 +478,10 @@ pub fn write_entries(
             ..KmsgManifest::default()
         },
     };
-    small.push(("uname.txt".into(), format!("{}\n", extras.uname.line()).into_bytes()));
+    small.push((
+        "uname.txt".into(),
+        format!("{}\n", extras.uname.line()).into_bytes(),
+    ));
     small.push((
         "snapshot.json".into(),
         serde_json::to_vec_pretty(extras.live).map_err(std::io::Error::other)?,
@@ -499,7 +508,12 @@ pub fn write_entries(
         duration_ms: s.duration_ms,
         uptime_s: s.uptime_s,
         who: extras.who.clone(),
-        byte_order: if cfg!(target_endian = "big") { "big" } else { "little" }.into(),
+        byte_order: if cfg!(target_endian = "big") {
+            "big"
+        } else {
+            "little"
+        }
+        .into(),
         page_size: rec.page_size,
         here_netns: rec.here,
         options: BundleOptions {
@@ -650,7 +664,8 @@ impl Files {
         self.map.get(path).map(Vec::as_slice)
     }
     fn text(&self, path: &str) -> Option<String> {
-        self.get(path).map(|b| String::from_utf8_lossy(b).into_owned())
+        self.get(path)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
     fn err(&self, why: impl Into<String>) -> IngestError {
         IngestError::Parse {
@@ -686,7 +701,8 @@ pub fn is_bundle(path: &Path) -> bool {
 fn manifest_dir(dir: &Path) -> Option<PathBuf> {
     let ours = |d: &Path| {
         let text = std::fs::read_to_string(d.join(MANIFEST)).ok()?;
-        text.contains("\"sockmedic.bundle/").then(|| d.to_path_buf())
+        text.contains("\"sockmedic.bundle/")
+            .then(|| d.to_path_buf())
     };
     if let Some(d) = ours(dir) {
         return Some(d);
@@ -763,7 +779,10 @@ fn files_of_tar(path: &Path) -> Result<Option<Files>, IngestError> {
             return Ok(None);
         }
         if entry.size() > MAX_ENTRY {
-            return Err(io_err(&name, format!("{p}: {} bytes, too large", entry.size())));
+            return Err(io_err(
+                &name,
+                format!("{p}: {} bytes, too large", entry.size()),
+            ));
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         entry
@@ -867,7 +886,11 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
             m.format
         )));
     }
-    let ours = if cfg!(target_endian = "big") { "big" } else { "little" };
+    let ours = if cfg!(target_endian = "big") {
+        "big"
+    } else {
+        "little"
+    };
     if m.byte_order != ours {
         return Err(files.err(format!(
             "collected on a {}-endian host: its raw socket data cannot be decoded on this {ours}-endian one",
@@ -885,9 +908,9 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
             if !d.cut {
                 for i in 0..d.parts {
                     let p = nlrec_path(n.id, stage, i);
-                    let bytes = files
-                        .get(&p)
-                        .ok_or_else(|| files.err(format!("{p}: listed in manifest.json but missing")))?;
+                    let bytes = files.get(&p).ok_or_else(|| {
+                        files.err(format!("{p}: listed in manifest.json but missing"))
+                    })?;
                     parts.push(RawDump::from_bytes(bytes.to_vec()));
                 }
             }
@@ -931,7 +954,9 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
         None => (None, BTreeMap::new()),
     };
     let kube: KubeFile = match files.get("naming/kube.json") {
-        Some(b) => serde_json::from_slice(b).map_err(|e| files.err(format!("naming/kube.json: {e}")))?,
+        Some(b) => {
+            serde_json::from_slice(b).map_err(|e| files.err(format!("naming/kube.json: {e}")))?
+        }
         None => KubeFile::default(),
     };
     let cgroup_ids = files.text("naming/cgroups.tsv").map(|t| cgroups_of(&t));
@@ -1003,11 +1028,14 @@ fn cgroups_of(text: &str) -> CgroupRecord {
     rec
 }
 
+/// The probes' answers, by (pid, fd).
+type Probes = BTreeMap<(u32, u32), Probe>;
+
 /// The process scan and the probes' answers from processes.jsonl.
 fn scan_of(
     text: &[u8],
     summary: &ScanManifest,
-) -> Result<(ProcScan, BTreeMap<(u32, u32), Probe>), String> {
+) -> Result<(ProcScan, Probes), String> {
     let mut procs = Vec::new();
     let mut fds = Vec::new();
     let mut probes = BTreeMap::new();

@@ -8,8 +8,8 @@
 //! format declares itself once in [`FORMATS`]: its name, how to recognise it, how
 //! to parse it into an [`Offline`] builder.
 
-pub mod bundle;
 mod builder;
+pub mod bundle;
 mod formats;
 mod path;
 

@@ -181,6 +181,17 @@ fn tree(root: &Path, out: &mut Offline) -> Result<Vec<Pending>, IngestError> {
                 continue;
             };
             if meta.is_dir() {
+                // `collect --script` keeps other namespaces apart: one namespace per --from.
+                if dir == root
+                    && e.file_name() == "netns"
+                    && root.join("sockmedic-collect.txt").exists()
+                {
+                    out.missing(
+                        p.display().to_string(),
+                        "other network namespaces: read each with --from DIR/netns/NAME",
+                    );
+                    continue;
+                }
                 stack.push(p);
                 continue;
             }

@@ -24,7 +24,10 @@ pub fn header_line(command: &str, snap: &Snapshot, style: Style) -> String {
     let taken = short_time(&s.taken_at);
     let mut line = match s.kind {
         SourceKind::Live => {
-            let mut l = format!("sockmedic {command}: host {}{kernel}, {} (live", s.host, s.taken_at);
+            let mut l = format!(
+                "sockmedic {command}: host {}{kernel}, {} (live",
+                s.host, s.taken_at
+            );
             if let Some(ms) = s.duration_ms {
                 let _ = write!(l, ", {ms:.0} ms");
             }
@@ -34,7 +37,11 @@ pub fn header_line(command: &str, snap: &Snapshot, style: Style) -> String {
         SourceKind::Bundle => format!(
             "sockmedic {command}: bundle from {}{kernel}, taken {taken} by {} (not live)",
             s.host,
-            if s.tool.is_empty() { "sockmedic" } else { &s.tool }
+            if s.tool.is_empty() {
+                "sockmedic"
+            } else {
+                &s.tool
+            }
         ),
         SourceKind::Text => {
             let when = if taken.is_empty() {
@@ -59,8 +66,11 @@ pub fn header_line(command: &str, snap: &Snapshot, style: Style) -> String {
             " — collected without root: some figures missing"
         });
     }
-    let mut out = format!("{}
-", style.paint(Tone::Bold, &line));
+    let mut out = format!(
+        "{}
+",
+        style.paint(Tone::Bold, &line)
+    );
     if s.kind == SourceKind::Text && !s.inputs.is_empty() {
         const SHOWN: usize = 4;
         let mut files = s.inputs[..s.inputs.len().min(SHOWN)].join(", ");
@@ -128,7 +138,10 @@ mod tests {
                 taken_at: "2026-11-22T06:38:12Z".into(),
                 duration_ms: Some(812.0),
                 tool: "sockmedic 0.1.0".into(),
-                inputs: vec!["ss.txt (ss -tan)".into(), "sockstat (/proc/net/sockstat)".into()],
+                inputs: vec![
+                    "ss.txt (ss -tan)".into(),
+                    "sockstat (/proc/net/sockstat)".into(),
+                ],
                 ..Default::default()
             },
             ..Snapshot::default()
