@@ -244,3 +244,90 @@ impl BoundSource for ReplayBound<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Recorder, DEFAULT_MAX_SOCKET_BYTES};
+    use std::net::{TcpListener, TcpStream};
+
+    fn without_timings(mut s: Snapshot) -> Snapshot {
+        for ns in &mut s.netns {
+            if let Some(d) = ns.dump.as_mut() {
+                d.duration_ms = 0.0;
+            }
+        }
+        s
+    }
+
+    /// The replay of a recording is the Snapshot the recorded collection built:
+    /// same files, same datagrams, same code.
+    #[test]
+    fn a_replayed_recording_is_the_live_snapshot() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap())
+            .collect();
+        let rec = Recorder::new(DEFAULT_MAX_SOCKET_BYTES);
+        let opts = CollectOptions {
+            netns: Some("self".into()),
+            processes: true,
+            record: Some(rec.clone()),
+            ..CollectOptions::default()
+        };
+        let live = crate::collect(&opts).unwrap();
+        let r = rec.take();
+        assert!(r.socket_bytes > 0, "datagrams were recorded");
+        let ro = ReplayOptions {
+            top: 10,
+            states: None,
+            port: None,
+        };
+        let replayed = replay(&r, &ro);
+        let (live, replayed) = (without_timings(live), without_timings(replayed));
+        assert_eq!(replayed.source, live.source);
+        assert_eq!(replayed.host, live.host);
+        assert_eq!(replayed.netns, live.netns);
+        assert_eq!(replayed.processes, live.processes);
+        assert_eq!(replayed.missing, live.missing);
+    }
+
+    /// Over the cap, a namespace's raw data is dropped whole and its figures come
+    /// from the live Snapshot.
+    #[test]
+    fn a_cut_namespace_takes_the_live_figures() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let rec = Recorder::new(10);
+        let opts = CollectOptions {
+            netns: Some("self".into()),
+            record: Some(rec.clone()),
+            ..CollectOptions::default()
+        };
+        let live = crate::collect(&opts).unwrap();
+        let mut r = rec.take();
+        assert_eq!(r.socket_bytes, 0);
+        let cut = r.cut_netns();
+        assert_eq!(cut.len(), 1, "the namespace was cut");
+        assert!(r
+            .netns(cut[0])
+            .unwrap()
+            .main
+            .as_ref()
+            .unwrap()
+            .parts
+            .is_empty());
+        r.live = Some(live.clone());
+        let ro = ReplayOptions {
+            top: 10,
+            states: None,
+            port: None,
+        };
+        let replayed = replay(&r, &ro);
+        assert_eq!(replayed.netns[0].states, live.netns[0].states);
+        assert!(replayed
+            .missing
+            .iter()
+            .any(|m| m.why.contains("cap on raw socket data")));
+    }
+}

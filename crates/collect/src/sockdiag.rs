@@ -232,6 +232,9 @@ pub fn replay(rec: &[u8], mut on_socket: impl FnMut(&DiagSocket)) -> Result<Dump
     if let Some(e) = failed {
         return Err(e);
     }
+    if stats.walks == 0 {
+        return Err(bad(rec.len(), "the recording holds no dump"));
+    }
     if !done {
         return Err(bad(
             rec.len(),
@@ -1245,6 +1248,42 @@ mod tests {
         v.extend_from_slice(&0u32.to_ne_bytes());
         v.extend_from_slice(payload);
         v
+    }
+
+    /// A dump recorded with `dump_tapped` replays into the same sockets; a cut or
+    /// foreign recording is an error, never a panic.
+    #[test]
+    fn recorded_dumps_replay_into_the_same_sockets() {
+        let (_l4, _l6, p) = same_port_pair(Some(3));
+        let _c = TcpStream::connect((loopback(false), p)).unwrap();
+        let req = DumpRequest {
+            family: Family::Both,
+            states: ALL_STATES,
+            sport: Some((p, p)),
+        };
+        let mut diag = SockDiag::open().unwrap();
+        let mut live = Vec::new();
+        let mut raw = RawDump::new();
+        let stats = diag
+            .dump_tapped(&req, |s| live.push(*s), &mut |r| raw.push(r))
+            .unwrap();
+        let mut again = Vec::new();
+        let replayed = replay(raw.as_bytes(), |s| again.push(*s)).unwrap();
+        assert_eq!(again, live);
+        assert_eq!(replayed.messages, stats.messages);
+        assert_eq!(replayed.walks, stats.walks);
+        let bytes = raw.as_bytes();
+        for cut in 0..bytes.len() {
+            assert!(replay(&bytes[..cut], |_| {}).is_err(), "cut at {cut}");
+        }
+        let mut other = bytes.to_vec();
+        other[7] = if other[7] == b'l' { b'b' } else { b'l' };
+        assert!(replay(&other, |_| {}).is_err());
+        for i in 8..bytes.len().min(200) {
+            let mut m = bytes.to_vec();
+            m[i] ^= 0xff;
+            let _ = replay(&m, |_| {});
+        }
     }
 
     #[test]

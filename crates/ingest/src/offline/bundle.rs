@@ -1032,10 +1032,7 @@ fn cgroups_of(text: &str) -> CgroupRecord {
 type Probes = BTreeMap<(u32, u32), Probe>;
 
 /// The process scan and the probes' answers from processes.jsonl.
-fn scan_of(
-    text: &[u8],
-    summary: &ScanManifest,
-) -> Result<(ProcScan, Probes), String> {
+fn scan_of(text: &[u8], summary: &ScanManifest) -> Result<(ProcScan, Probes), String> {
     let mut procs = Vec::new();
     let mut fds = Vec::new();
     let mut probes = BTreeMap::new();
