@@ -141,9 +141,10 @@ pub fn replay(rec: &Recording, ro: &ReplayOptions) -> Snapshot {
     for ns in &mut snap.netns {
         let Some(r) = rec.netns(ns.id) else { continue };
         ns.pod = r.pod.clone();
-        // The dump's cost is the live one, not the replay's.
-        if let (Some(d), Some(m)) = (ns.dump.as_mut(), r.main.as_ref()) {
-            d.duration_ms = m.duration_ms + r.bound.as_ref().map_or(0.0, |b| b.duration_ms);
+        // The dump's cost is the live one, not the replay's (nothing dumped: none).
+        if let Some(d) = ns.dump.as_mut() {
+            d.duration_ms = r.main.as_ref().map_or(0.0, |m| m.duration_ms)
+                + r.bound.as_ref().map_or(0.0, |b| b.duration_ms);
         }
     }
     let cut = rec.cut_netns();

@@ -502,6 +502,15 @@ fn the_manifest_says_what_was_collected() {
     ] {
         assert!(!bundle_file(&file, f).is_empty(), "{f} is empty");
     }
+    // Unpacked, the directory reads as the file does.
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run_ok(Command::new("tar").args(["-xzf", s(&file), "-C", s(&unpacked)]));
+    let from_file = check_from(&file);
+    let from_dir = check_from(&unpacked);
+    assert_eq!(from_dir["netns"], from_file["netns"]);
+    assert_eq!(from_dir["findings"], from_file["findings"]);
+    assert_eq!(from_dir["source"], from_file["source"]);
     // `check --from` says where the figures come from.
     let run = sockmedic(&["check", "--from", s(&file), "--once"]);
     let first = run.stdout().lines().next().unwrap_or("").to_string();
