@@ -176,7 +176,8 @@ pub static CATALOG: [Rule; 13] = [
     Rule {
         code: "port-exhaustion",
         summary: "ephemeral ports in use (bound + connected) near the size of ip_local_port_range; EADDRNOTAVAIL ahead",
-        needs: &[Need::Sockets],
+        // Runs on a saved `ss -s` too (its bound-port count).
+        needs: &[],
         thresholds: &["ports.warning", "ports.critical"],
         explains: &[LogKind::PortRangeParity],
         page: page!("port-exhaustion"),
