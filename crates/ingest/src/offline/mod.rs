@@ -10,7 +10,11 @@
 
 mod builder;
 mod formats;
+mod host;
 mod path;
+mod shell;
+mod supportconfig;
+mod transcript;
 
 pub use builder::{Offline, ReadOptions, SsSummary, DEFAULT_TOP};
 pub use formats::{detect, Format, Input, FORMATS};
