@@ -102,12 +102,6 @@ pub static FORMATS: &[Format] = &[
         order: 0,
     },
     Format {
-        name: "hostnamectl",
-        sniff: host::hostnamectl_sniff,
-        parse: host::hostnamectl_parse,
-        order: 0,
-    },
-    Format {
         name: "date",
         sniff: host::date_sniff,
         parse: host::date_parse,
@@ -183,7 +177,8 @@ fn proc_sys_name(input: &Input) -> Option<String> {
 }
 
 fn proc_sys_sniff(head: &str, input: &Input) -> bool {
-    proc_sys_name(input).is_some() && head.lines().count() <= 1 && !head.contains('=')
+    let lines = head.lines().filter(|l| !l.trim().is_empty()).count();
+    proc_sys_name(input).is_some() && lines <= 1 && !head.contains('=')
 }
 
 fn proc_sys_parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> Result<(), String> {

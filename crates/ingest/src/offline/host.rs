@@ -1,4 +1,4 @@
-//! Which machine and when: `uname -a`, `hostname`, `hostnamectl`, `date`, and a
+//! Which machine and when: `uname -a`, `hostname`, `date`, and a
 //! pasted `/proc/sys/fs/file-nr`. Each is one line; the host they name is checked
 //! against the other inputs' (two hosts mixed is an error).
 
@@ -92,42 +92,6 @@ pub(crate) fn hostname_parse(
         .and_then(host_word)
         .ok_or_else(|| format!("{}: not one host name", input.name))?;
     out.host_name(host, &input.name)
-}
-
-// ---------------------------------------------------------------- hostnamectl
-
-/// `   Static hostname: vm` (also `Transient hostname:`).
-fn hostnamectl_line(line: &str) -> Option<&str> {
-    let (k, v) = line.split_once(':')?;
-    matches!(k.trim(), "Static hostname" | "Transient hostname")
-        .then_some(())
-        .and(host_word(v))
-}
-
-pub(crate) fn hostnamectl_sniff(head: &str, _: &Input) -> bool {
-    head.lines()
-        .find(|l| !l.trim().is_empty())
-        .is_some_and(|l| hostnamectl_line(l).is_some())
-}
-
-pub(crate) fn hostnamectl_parse(
-    text: &mut dyn BufRead,
-    out: &mut Offline,
-    input: &Input,
-) -> Result<(), String> {
-    let text = super::formats::read_all(text)?;
-    for line in text.lines() {
-        if let Some(host) = hostnamectl_line(line) {
-            out.host_name(host, &input.name)?;
-        }
-        if let Some(("Kernel", v)) = line.split_once(':').map(|(k, v)| (k.trim(), v)) {
-            // `Kernel: Linux 6.18.44-fc-v669`
-            if let Some(release) = v.trim().strip_prefix("Linux ") {
-                out.kernel(release);
-            }
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------- date

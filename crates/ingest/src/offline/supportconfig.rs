@@ -81,9 +81,10 @@ pub(crate) fn parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) ->
     for s in sections(&text) {
         let Some(label) = s.label else { continue };
         let body = s.body.join("\n");
+        let body = body.trim_end();
         match s.kind {
-            Kind::Command => dispatch(label, &body, out, input, &mut tally),
-            Kind::File => file_section(label, &body, out, input, &mut tally),
+            Kind::Command => dispatch(label, body, out, input, &mut tally),
+            Kind::File => file_section(label, body, out, input, &mut tally),
             Kind::Other => {}
         }
     }

@@ -195,7 +195,7 @@ fn run_part(p: Prompt<'_>, body: &[&str], out: &mut Offline, parent: &Input, tal
         // A conflict is kept by the builder and reported by the reader.
         let _ = out.host_name(host, &format!("{} (prompt of `{}`)", parent.name, p.command));
     }
-    dispatch(p.command, &body.join("\n"), out, parent, tally);
+    dispatch(p.command, body.join("\n").trim_end(), out, parent, tally);
 }
 
 /// What became of the parts of a container (transcript, supportconfig file).
@@ -287,6 +287,9 @@ pub(crate) fn dispatch(command: &str, body: &str, out: &mut Offline, parent: &In
     };
     let name = format!("{}: `{}`", parent.name, cmd.line.trim());
     let input = Input { name, path: None };
+    if matches!(cmd.program, "exit" | "logout" | "cd" | "clear") {
+        return;
+    }
     let handled = match cmd.program {
         "ulimit" => ulimit(&cmd, body, out, &input),
         "hostname" => hostname(&cmd, body, out, &input),
@@ -297,10 +300,8 @@ pub(crate) fn dispatch(command: &str, body: &str, out: &mut Offline, parent: &In
     };
     match handled {
         Some(Ok(())) => tally.read += 1,
-        Some(Err(why)) => {
-            out.missing(input.name.clone(), why);
-            tally.skipped.push(cmd.line.trim().to_string());
-        }
+        // Not what the command prints (an error message instead): skipped.
+        Some(Err(_)) => tally.skipped.push(cmd.line.trim().to_string()),
         None => {
             let path = (cmd.program == "cat")
                 .then(|| cmd.operands())
