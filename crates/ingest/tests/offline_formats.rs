@@ -14,8 +14,7 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn read(rel: &str) -> Snapshot {
-    read_path(&fixture(rel), ReadOptions::default())
-        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    read_path(&fixture(rel), ReadOptions::default()).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// One file through the registry, into a builder (for what the Snapshot does not
@@ -120,7 +119,10 @@ fn uname_hostname_and_date() {
 
     // A file named `hostname` holds the host name; one word alone elsewhere is nothing.
     let (format, out) = parse_file("host/hostname");
-    assert_eq!((format, out.finish().source.host.as_str()), ("hostname", "vm"));
+    assert_eq!(
+        (format, out.finish().source.host.as_str()),
+        ("hostname", "vm")
+    );
     let word = Input {
         name: "word.txt".into(),
         path: Some("word.txt".into()),
@@ -139,7 +141,13 @@ fn file_nr_pasted_alone() {
 #[test]
 fn one_host_directory_reads_whole() {
     let dir = tempdir("one-host");
-    for f in ["uname-a.txt", "hostname", "hostname_-f", "date.txt", "file-nr.txt"] {
+    for f in [
+        "uname-a.txt",
+        "hostname",
+        "hostname_-f",
+        "date.txt",
+        "file-nr.txt",
+    ] {
         std::fs::copy(fixture("host").join(f), dir.join(f)).unwrap();
     }
     let snap = read_path(&dir, ReadOptions::default()).unwrap();
@@ -171,7 +179,11 @@ fn check_oneliners(rel: &str) {
     let nr = snap.host.file_nr.expect("file-nr");
     assert_eq!((nr.allocated, nr.max), (444, 2466170));
     // `exit` prints `exit`: not a skipped output.
-    assert!(missing_about(&snap, "transcripts/").is_none(), "{:?}", snap.missing);
+    assert!(
+        missing_about(&snap, "transcripts/").is_none(),
+        "{:?}",
+        snap.missing
+    );
 }
 
 #[test]
@@ -196,7 +208,10 @@ fn transcript_mixing_commands() {
         (Some(46), Some(47), Some(225))
     );
     let n = &snap.netns[0].sockstat;
-    assert_eq!((n.sockets_used, n.tcp_inuse, n.tcp_tw), (Some(16), Some(1), Some(0)));
+    assert_eq!(
+        (n.sockets_used, n.tcp_inuse, n.tcp_tw),
+        (Some(16), Some(1), Some(0))
+    );
 }
 
 #[test]
@@ -204,7 +219,10 @@ fn transcript_with_dollar_prompts() {
     let (_, out) = parse_file("transcripts/dollar-prompt.txt");
     assert_eq!(out.shell_limits(), Some((20000, None)));
     let snap = out.finish();
-    assert_eq!(sysctl(&snap, "net.ipv4.ip_local_port_range"), Some("32768 60999"));
+    assert_eq!(
+        sysctl(&snap, "net.ipv4.ip_local_port_range"),
+        Some("32768 60999")
+    );
     assert_eq!(snap.host.sockstat.tcp_alloc, Some(47));
     assert_eq!(snap.source.host, "unknown", "a `$ ` prompt names no host");
 }
@@ -213,7 +231,10 @@ fn transcript_with_dollar_prompts() {
 fn sysctl_name_lines() {
     let snap = read("transcripts/sysctl-names.txt");
     assert_eq!(snap.host.limits.tcp_max_orphans, Some(131072));
-    assert_eq!(sysctl(&snap, "net.ipv4.ip_local_port_range"), Some("32768 60999"));
+    assert_eq!(
+        sysctl(&snap, "net.ipv4.ip_local_port_range"),
+        Some("32768 60999")
+    );
 }
 
 #[test]
@@ -225,7 +246,10 @@ fn two_hosts_in_one_paste() {
     .unwrap_err();
     assert!(matches!(e, IngestError::TwoHosts(_)), "{e}");
     let line = e.to_string();
-    assert!(line.contains("\"web2\"") && line.contains("\"vm\""), "{line}");
+    assert!(
+        line.contains("\"web2\"") && line.contains("\"vm\""),
+        "{line}"
+    );
     assert!(line.contains("two-hosts-in-one-paste.txt"), "{line}");
 }
 
@@ -240,7 +264,10 @@ fn supportconfig_sections() {
     // `Configuration File` sections are named by their path.
     assert_eq!(sysctl(&snap, "net.ipv4.ip_forward"), Some("0"));
     assert_eq!(snap.host.limits.tcp_max_orphans, Some(131072));
-    assert_eq!(sysctl(&snap, "net.ipv4.ip_local_port_range"), Some("32768 60999"));
+    assert_eq!(
+        sysctl(&snap, "net.ipv4.ip_local_port_range"),
+        Some("32768 60999")
+    );
     let nr = snap.host.file_nr.expect("file-nr");
     assert_eq!(nr.allocated, 436);
     assert_eq!(snap.host.sockstat.tcp_alloc, Some(47));
@@ -262,7 +289,10 @@ fn sosreport_tree() {
     assert_eq!(snap.source.taken_at, "2026-11-22T06:49:52Z");
     // proc/26987/net/sockstat, reached as a file (proc/net and proc/self are links).
     let h = &snap.host.sockstat;
-    assert_eq!((h.tcp_orphan, h.tcp_alloc, h.tcp_mem_pages), (Some(46), Some(47), Some(225)));
+    assert_eq!(
+        (h.tcp_orphan, h.tcp_alloc, h.tcp_mem_pages),
+        (Some(46), Some(47), Some(225))
+    );
     assert_eq!(snap.netns[0].sockstat.tcp_tw, Some(16));
     assert!(snap.netns[0].counters.contains_key("TcpExt"));
     // sysctl -a, then proc/sys: the same value.
@@ -272,7 +302,11 @@ fn sosreport_tree() {
     let log = snap.kernel_log.as_ref().expect("kernel log");
     assert!(log.records > 100);
     // proc/4334/limits
-    let p = snap.processes.iter().find(|p| p.pid == 4334).expect("pid 4334");
+    let p = snap
+        .processes
+        .iter()
+        .find(|p| p.pid == 4334)
+        .expect("pid 4334");
     assert_eq!(p.fd_limit, Some(1024));
     // The symlinks point into the tree: skipped, not listed as missing.
     for link in ["/date", "/hostname", "/uname", "proc/net", "proc/self"] {
@@ -283,7 +317,14 @@ fn sosreport_tree() {
         );
     }
     // What it has, it does not list as missing.
-    for what in ["sysctl", "sockstat", "kernel log", "tcp_max_orphans", "tcp_mem", "fs.file-nr"] {
+    for what in [
+        "sysctl",
+        "sockstat",
+        "kernel log",
+        "tcp_max_orphans",
+        "tcp_mem",
+        "fs.file-nr",
+    ] {
         assert!(
             !snap.missing.iter().any(|m| m.what.contains(what)),
             "{what}: {:?}",
@@ -295,13 +336,19 @@ fn sosreport_tree() {
 #[test]
 fn sosreport_with_another_hosts_file_is_two_hosts() {
     let dir = tempdir("two-hosts");
-    copy_tree(&fixture("sosreport/sosreport-vm"), &dir.join("sosreport-vm"));
+    copy_tree(
+        &fixture("sosreport/sosreport-vm"),
+        &dir.join("sosreport-vm"),
+    );
     std::fs::copy(fixture("host/web2/uname-a.txt"), dir.join("uname-a.txt")).unwrap();
     let e = read_path(&dir, ReadOptions::default()).unwrap_err();
     let line = e.to_string();
     assert!(matches!(e, IngestError::TwoHosts(_)), "{line}");
     assert!(!line.contains('\n'));
-    assert!(line.contains("uname-a.txt") && line.contains("\"web2\"") && line.contains("\"vm\""), "{line}");
+    assert!(
+        line.contains("uname-a.txt") && line.contains("\"web2\"") && line.contains("\"vm\""),
+        "{line}"
+    );
 }
 
 // ---------------------------------------------------------------- missing, merged

@@ -569,13 +569,19 @@ fn missing_pieces(snap: &Snapshot) -> Vec<Missing> {
     if limits.tcp_max_orphans.is_none() {
         add(
             "net.ipv4.tcp_max_orphans",
-            &format!("{}: orphans cannot be compared with their limit", sysctl_why("net.ipv4.tcp_max_orphans")),
+            &format!(
+                "{}: orphans cannot be compared with their limit",
+                sysctl_why("net.ipv4.tcp_max_orphans")
+            ),
         );
     }
     if limits.tcp_mem.is_none() {
         add(
             "net.ipv4.tcp_mem",
-            &format!("{}: TCP memory cannot be compared with its limits", sysctl_why("net.ipv4.tcp_mem")),
+            &format!(
+                "{}: TCP memory cannot be compared with its limits",
+                sysctl_why("net.ipv4.tcp_mem")
+            ),
         );
     }
     if limits.nf_conntrack_max.is_none() {
@@ -587,7 +593,10 @@ fn missing_pieces(snap: &Snapshot) -> Vec<Missing> {
     if !ns.sysctl.contains_key("net.ipv4.ip_local_port_range") {
         add(
             "net.ipv4.ip_local_port_range",
-            &format!("{}: ephemeral ports cannot be counted against the range", sysctl_why("net.ipv4.ip_local_port_range")),
+            &format!(
+                "{}: ephemeral ports cannot be counted against the range",
+                sysctl_why("net.ipv4.ip_local_port_range")
+            ),
         );
     }
     let s = &host.sockstat;

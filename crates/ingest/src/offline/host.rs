@@ -72,8 +72,7 @@ pub(crate) fn host_word(line: &str) -> Option<&str> {
     let w = line.trim();
     let ok = !w.is_empty()
         && w.len() <= 253
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
     ok.then_some(w)
 }
@@ -217,7 +216,10 @@ mod tests {
 
     #[test]
     fn uname_needs_its_version_field() {
-        assert!(uname_a("Linux vm 6.18.44-fc-v669 #1 SMP PREEMPT_DYNAMIC @0 x86_64 GNU/Linux").is_some());
+        assert!(
+            uname_a("Linux vm 6.18.44-fc-v669 #1 SMP PREEMPT_DYNAMIC @0 x86_64 GNU/Linux")
+                .is_some()
+        );
         assert!(uname_a("Linux is a kernel").is_none());
     }
 }

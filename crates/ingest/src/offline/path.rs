@@ -273,12 +273,20 @@ impl Walk {
         }
         if kind.is_dir() {
             if depth + 1 > MAX_DEPTH {
-                return self.unreadable(out, name, format!("deeper than {MAX_DEPTH} levels: not read"));
+                return self.unreadable(
+                    out,
+                    name,
+                    format!("deeper than {MAX_DEPTH} levels: not read"),
+                );
             }
             return Step::Dir(p);
         }
         if !kind.is_file() {
-            return self.unreadable(out, name, format!("{}, not a regular file: not read", special_kind(&kind)));
+            return self.unreadable(
+                out,
+                name,
+                format!("{}, not a regular file: not read", special_kind(&kind)),
+            );
         }
         if meta.len() == 0 {
             // sosreport keeps a file per command, empty when it printed nothing.
@@ -288,7 +296,10 @@ impl Walk {
             return self.unreadable(
                 out,
                 name,
-                format!("{} bytes, larger than the {MAX_TREE_FILE} a file may have: not read", meta.len()),
+                format!(
+                    "{} bytes, larger than the {MAX_TREE_FILE} a file may have: not read",
+                    meta.len()
+                ),
             );
         }
         self.looked += 1;

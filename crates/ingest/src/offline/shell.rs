@@ -144,9 +144,8 @@ fn open_files_line(line: &str) -> Option<(Nofile, Nofile)> {
 /// `/proc/PID/limits`: its heading line, or its `Max open files` line.
 pub(crate) fn limits_sniff(head: &str, _: &Input) -> bool {
     let first = head.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let heading = first.starts_with("Limit")
-        && first.contains("Soft Limit")
-        && first.contains("Hard Limit");
+    let heading =
+        first.starts_with("Limit") && first.contains("Soft Limit") && first.contains("Hard Limit");
     heading || head.lines().take(3).any(|l| open_files_line(l).is_some())
 }
 
@@ -201,14 +200,21 @@ mod tests {
         ] {
             assert!(is_nofile_label(label), "{label}");
         }
-        for label in ["file size (blocks) (-f)", "file locks (-x)", "-f: file(blocks)"] {
+        for label in [
+            "file size (blocks) (-f)",
+            "file locks (-x)",
+            "-f: file(blocks)",
+        ] {
             assert!(!is_nofile_label(label), "{label}");
         }
     }
 
     #[test]
     fn limits_path_pid() {
-        assert_eq!(pid_of_limits_path(Path::new("/proc/1234/limits")), Some(1234));
+        assert_eq!(
+            pid_of_limits_path(Path::new("/proc/1234/limits")),
+            Some(1234)
+        );
         assert_eq!(
             pid_of_limits_path(Path::new("sosreport-x/proc/77/limits")),
             Some(77)
@@ -221,7 +227,9 @@ mod tests {
     fn a_cut_open_files_line_is_not_read() {
         assert!(open_files_line("Max open files            1024                 52").is_none());
         assert_eq!(
-            open_files_line("Max open files            1024                 524288               files     "),
+            open_files_line(
+                "Max open files            1024                 524288               files     "
+            ),
             Some((Nofile::Limit(1024), Nofile::Limit(524288)))
         );
     }

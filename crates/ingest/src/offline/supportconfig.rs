@@ -75,7 +75,11 @@ fn sections(text: &str) -> Vec<Section<'_>> {
 }
 
 /// Reads every Command and File section sockmedic recognises.
-pub(crate) fn parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> Result<(), String> {
+pub(crate) fn parse(
+    text: &mut dyn BufRead,
+    out: &mut Offline,
+    input: &Input,
+) -> Result<(), String> {
     let text = super::formats::read_all(text)?;
     let mut tally = Tally::default();
     for s in sections(&text) {

@@ -73,7 +73,10 @@ pub(crate) fn prompt(line: &str) -> Option<Prompt<'_>> {
     if let Some(p) = bracketed_prompt(line).or_else(|| user_at_host_prompt(line)) {
         return Some(p);
     }
-    if let Some(cmd) = line.strip_prefix("$ ").or_else(|| (line == "$").then_some("")) {
+    if let Some(cmd) = line
+        .strip_prefix("$ ")
+        .or_else(|| (line == "$").then_some(""))
+    {
         return Some(Prompt {
             host: None,
             command: cmd.trim(),
@@ -81,12 +84,10 @@ pub(crate) fn prompt(line: &str) -> Option<Prompt<'_>> {
     }
     if let Some((shell, cmd)) = line.split_once(['$', '#']) {
         // `bash-5.2# cmd`, `sh-5.2$ cmd`
-        let shell_version = shell
-            .split_once('-')
-            .is_some_and(|(name, v)| {
-                matches!(name, "bash" | "sh" | "zsh" | "ksh")
-                    && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            });
+        let shell_version = shell.split_once('-').is_some_and(|(name, v)| {
+            matches!(name, "bash" | "sh" | "zsh" | "ksh")
+                && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        });
         if shell_version && (cmd.is_empty() || cmd.starts_with(' ')) {
             return Some(Prompt {
                 host: None,
@@ -165,7 +166,11 @@ pub(crate) fn sniff(head: &str, _: &Input) -> bool {
 }
 
 /// Splits the transcript at its prompts and reads each command's output.
-pub(crate) fn parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> Result<(), String> {
+pub(crate) fn parse(
+    text: &mut dyn BufRead,
+    out: &mut Offline,
+    input: &Input,
+) -> Result<(), String> {
     let text = super::formats::read_all(text)?;
     let mut tally = Tally::default();
     let mut current: Option<(Prompt<'_>, Vec<&str>)> = None;
@@ -193,7 +198,10 @@ pub(crate) fn parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) ->
 fn run_part(p: Prompt<'_>, body: &[&str], out: &mut Offline, parent: &Input, tally: &mut Tally) {
     if let Some(host) = p.host {
         // A conflict is kept by the builder and reported by the reader.
-        let _ = out.host_name(host, &format!("{} (prompt of `{}`)", parent.name, p.command));
+        let _ = out.host_name(
+            host,
+            &format!("{} (prompt of `{}`)", parent.name, p.command),
+        );
     }
     dispatch(p.command, body.join("\n").trim_end(), out, parent, tally);
 }
@@ -209,7 +217,12 @@ pub(crate) struct Tally {
 
 impl Tally {
     /// An error when nothing was read; a `missing` note for what was skipped.
-    pub(crate) fn finish(self, out: &mut Offline, input: &Input, parts: &str) -> Result<(), String> {
+    pub(crate) fn finish(
+        self,
+        out: &mut Offline,
+        input: &Input,
+        parts: &str,
+    ) -> Result<(), String> {
         if self.read == 0 {
             return Err(format!(
                 "no command output in it is a format sockmedic reads ({} {parts} looked at)",
@@ -217,9 +230,18 @@ impl Tally {
             ));
         }
         if !self.skipped.is_empty() {
-            let shown: Vec<String> = self.skipped.iter().take(5).map(|c| format!("`{c}`")).collect();
+            let shown: Vec<String> = self
+                .skipped
+                .iter()
+                .take(5)
+                .map(|c| format!("`{c}`"))
+                .collect();
             let more = self.skipped.len().saturating_sub(shown.len());
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             out.missing(
                 input.name.clone(),
                 format!(
@@ -246,7 +268,10 @@ impl<'a> Command<'a> {
     fn parse(line: &'a str) -> Option<Command<'a>> {
         let first = line.split(['|', ';', '&', '>', '<']).next().unwrap_or("");
         let mut words = first.split_whitespace().peekable();
-        while words.peek().is_some_and(|w| matches!(*w, "sudo" | "time" | "command")) {
+        while words
+            .peek()
+            .is_some_and(|w| matches!(*w, "sudo" | "time" | "command"))
+        {
             words.next();
         }
         let program = words.next()?;
@@ -277,7 +302,13 @@ impl<'a> Command<'a> {
 }
 
 /// Reads one command's output (`command` as typed or as supportconfig logged it).
-pub(crate) fn dispatch(command: &str, body: &str, out: &mut Offline, parent: &Input, tally: &mut Tally) {
+pub(crate) fn dispatch(
+    command: &str,
+    body: &str,
+    out: &mut Offline,
+    parent: &Input,
+    tally: &mut Tally,
+) {
     if body.trim().is_empty() {
         return;
     }
@@ -306,10 +337,7 @@ pub(crate) fn dispatch(command: &str, body: &str, out: &mut Offline, parent: &In
             let path = (cmd.program == "cat")
                 .then(|| cmd.operands())
                 .and_then(|o| (o.len() == 1).then(|| PathBuf::from(o[0])));
-            let input = Input {
-                path,
-                ..input
-            };
+            let input = Input { path, ..input };
             read_output(Some(&input), body, out, parent, tally, cmd.line.trim());
         }
     }
@@ -355,7 +383,12 @@ fn first_line(body: &str) -> Option<&str> {
 }
 
 /// `ulimit -n`/`-Sn`/`-Hn` (a bare number) and `ulimit -a`/`-Ha`.
-fn ulimit(cmd: &Command<'_>, body: &str, out: &mut Offline, input: &Input) -> Option<Result<(), String>> {
+fn ulimit(
+    cmd: &Command<'_>,
+    body: &str,
+    out: &mut Offline,
+    input: &Input,
+) -> Option<Result<(), String>> {
     let flags = cmd.flags();
     let hard = flags.contains('H');
     if flags.contains('a') {
@@ -376,7 +409,12 @@ fn ulimit(cmd: &Command<'_>, body: &str, out: &mut Offline, input: &Input) -> Op
 }
 
 /// `hostname`, `hostname -s`, `hostname -f`: the host name (not `hostname -I`).
-fn hostname(cmd: &Command<'_>, body: &str, out: &mut Offline, input: &Input) -> Option<Result<(), String>> {
+fn hostname(
+    cmd: &Command<'_>,
+    body: &str,
+    out: &mut Offline,
+    input: &Input,
+) -> Option<Result<(), String>> {
     let names_host = cmd
         .args
         .iter()
@@ -389,7 +427,12 @@ fn hostname(cmd: &Command<'_>, body: &str, out: &mut Offline, input: &Input) -> 
 }
 
 /// `uname -n` (host), `uname -r` (release); `uname -a` is recognised from its content.
-fn uname(cmd: &Command<'_>, body: &str, out: &mut Offline, input: &Input) -> Option<Result<(), String>> {
+fn uname(
+    cmd: &Command<'_>,
+    body: &str,
+    out: &mut Offline,
+    input: &Input,
+) -> Option<Result<(), String>> {
     let line = first_line(body)?;
     match cmd.flags().as_str() {
         "n" => Some(out.host_name(host::host_word(line)?, &input.name)),
@@ -489,12 +532,20 @@ fn sysctl_lines(text: &str, out: &mut Offline) -> usize {
 /// most lines are `name = value`, and one name at least is a short one (all-dotted
 /// files are `sysctl -a`'s).
 pub(crate) fn sysctl_lines_sniff(head: &str, _: &Input) -> bool {
-    let lines: Vec<&str> = head.lines().filter(|l| !l.trim().is_empty()).take(20).collect();
+    let lines: Vec<&str> = head
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
     let pairs = lines.iter().filter(|l| sysctl_pair(l).is_some()).count();
     !lines.is_empty() && pairs * 10 >= lines.len() * 8
 }
 
-pub(crate) fn sysctl_lines_parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> Result<(), String> {
+pub(crate) fn sysctl_lines_parse(
+    text: &mut dyn BufRead,
+    out: &mut Offline,
+    input: &Input,
+) -> Result<(), String> {
     let text = super::formats::read_all(text)?;
     match sysctl_lines(&text, out) {
         0 => Err(format!("{}: no `name = value` line", input.name)),
@@ -511,9 +562,18 @@ mod tests {
         let p = |l| prompt(l).map(|p| (p.host, p.command));
         assert_eq!(p("root@vm:~# ss -s"), Some((Some("vm"), "ss -s")));
         assert_eq!(p("nobody@vm:/$ ulimit -n"), Some((Some("vm"), "ulimit -n")));
-        assert_eq!(p("[root@web1 ~]# cat /proc/net/sockstat"), Some((Some("web1"), "cat /proc/net/sockstat")));
-        assert_eq!(p("$ cat /proc/sys/net/ipv4/tcp_max_orphans"), Some((None, "cat /proc/sys/net/ipv4/tcp_max_orphans")));
-        assert_eq!(p("# sysctl net.ipv4.ip_local_port_range"), Some((None, "sysctl net.ipv4.ip_local_port_range")));
+        assert_eq!(
+            p("[root@web1 ~]# cat /proc/net/sockstat"),
+            Some((Some("web1"), "cat /proc/net/sockstat"))
+        );
+        assert_eq!(
+            p("$ cat /proc/sys/net/ipv4/tcp_max_orphans"),
+            Some((None, "cat /proc/sys/net/ipv4/tcp_max_orphans"))
+        );
+        assert_eq!(
+            p("# sysctl net.ipv4.ip_local_port_range"),
+            Some((None, "sysctl net.ipv4.ip_local_port_range"))
+        );
         assert_eq!(p("bash-5.2# hostname"), Some((None, "hostname")));
         assert_eq!(p("# sysctl settings are defined through files in"), None);
         assert_eq!(p("# Kernel sysctl configuration file"), None);
@@ -523,7 +583,10 @@ mod tests {
 
     #[test]
     fn short_sysctl_names() {
-        assert_eq!(full_sysctl_name("ip_local_port_range"), Some("net.ipv4.ip_local_port_range"));
+        assert_eq!(
+            full_sysctl_name("ip_local_port_range"),
+            Some("net.ipv4.ip_local_port_range")
+        );
         assert_eq!(full_sysctl_name("somaxconn"), Some("net.core.somaxconn"));
         assert_eq!(full_sysctl_name("no_such_thing"), None);
         assert_eq!(
