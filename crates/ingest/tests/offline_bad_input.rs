@@ -87,6 +87,15 @@ fn wrong_formats() {
     }
 }
 
+/// `ulimit -n > file`: a bare number says nothing without its command.
+#[test]
+fn a_bare_number() {
+    let p = fixture("bad-input/ulimit-n.txt");
+    let e = refused(&p);
+    assert!(matches!(e, IngestError::Unrecognised { .. }), "{e}");
+    assert_one_line(&e, &p);
+}
+
 #[test]
 fn no_such_file() {
     let p = fixture("bad-input/no-such-file");

@@ -19,6 +19,8 @@ const MAX_TREE_FILES: usize = 20_000;
 /// Directory levels below the root walked into, at most (a sosreport's deepest
 /// useful files are 4 levels down; `sys/` goes far deeper).
 const MAX_DEPTH: usize = 12;
+/// Unreadable entries of a tree listed one by one in `missing`; the rest are counted.
+const MAX_LISTED: usize = 50;
 
 /// Why an input could not be read: one line, naming the input and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,7 @@ fn tree(root: &Path, out: &mut Offline) -> Result<Vec<Pending>, IngestError> {
         looked: 0,
         skipped: 0,
         unreadable: 0,
+        too_deep: (0, None),
     };
     let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::from([(root.to_path_buf(), 0)]);
     while let Some((dir, depth)) = queue.pop_front() {
@@ -256,8 +259,11 @@ struct Walk {
     looked: usize,
     /// Files of no format sockmedic reads (or empty, or binary).
     skipped: usize,
-    /// Entries that could not be read at all (listed in `missing`).
+    /// Entries that could not be read at all (listed in `missing`, the first
+    /// [`MAX_LISTED`] one by one).
     unreadable: usize,
+    /// Directories deeper than [`MAX_DEPTH`] (one `missing` entry for all), the first.
+    too_deep: (usize, Option<String>),
 }
 
 impl Walk {
@@ -273,11 +279,9 @@ impl Walk {
         }
         if kind.is_dir() {
             if depth + 1 > MAX_DEPTH {
-                return self.unreadable(
-                    out,
-                    name,
-                    format!("deeper than {MAX_DEPTH} levels: not read"),
-                );
+                self.too_deep.0 += 1;
+                self.too_deep.1.get_or_insert(name);
+                return Step::Done;
             }
             return Step::Dir(p);
         }
@@ -324,7 +328,9 @@ impl Walk {
 
     fn unreadable(&mut self, out: &mut Offline, what: String, why: String) -> Step {
         self.unreadable += 1;
-        out.missing(what, why);
+        if self.unreadable <= MAX_LISTED {
+            out.missing(what, why);
+        }
         Step::Done
     }
 
@@ -351,6 +357,24 @@ impl Walk {
     }
 
     fn finish(self, root: &Path, out: &mut Offline) -> Result<Vec<Pending>, IngestError> {
+        let here = root.display().to_string();
+        if self.unreadable > MAX_LISTED {
+            out.missing(
+                here.clone(),
+                format!(
+                    "{} more entries could not be read (not listed one by one)",
+                    self.unreadable - MAX_LISTED
+                ),
+            );
+        }
+        if let (n, Some(first)) = &self.too_deep {
+            out.missing(
+                here.clone(),
+                format!(
+                    "{n} directories deeper than {MAX_DEPTH} levels not read (the first: {first})"
+                ),
+            );
+        }
         if self.pending.is_empty() {
             return Err(IngestError::NothingRecognised {
                 path: root.display().to_string(),
