@@ -368,7 +368,7 @@ impl Offline {
         if snap.source.host.is_empty() {
             snap.source.host = "unknown".into();
         }
-        // `ss -s` fills the sockstat figures no file gave, before the host is built.
+        // `ss -s` fills host-wide figures too: fold it before they are copied.
         self.fold_ss_summary();
         snap.host = self.host();
         let label = match self.inputs.as_slice() {
