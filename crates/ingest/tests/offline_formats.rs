@@ -233,7 +233,10 @@ fn transcript_with_hash_prompts() {
     assert_eq!(format, "terminal transcript");
     assert_eq!(out.shell_limits(), Some((20000, None)));
     let snap = out.finish();
-    assert_eq!(sysctl(&snap, "net.ipv4.ip_local_port_range"), Some("32768 60999"));
+    assert_eq!(
+        sysctl(&snap, "net.ipv4.ip_local_port_range"),
+        Some("32768 60999")
+    );
     assert_eq!(snap.host.limits.tcp_max_orphans, Some(131072));
 }
 

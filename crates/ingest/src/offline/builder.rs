@@ -153,14 +153,14 @@ impl Offline {
             return Ok(());
         };
         let input = if input.is_empty() {
-            self.current_input.clone()
+            self.current_input.as_str()
         } else {
-            input.to_string()
+            input
         };
         match &self.host_seen {
             None => {
                 self.source.host = name.to_string();
-                self.host_seen = Some((input, name.to_string()));
+                self.host_seen = Some((input.to_string(), name.to_string()));
                 Ok(())
             }
             Some((_, seen)) if same_host(seen, name) => {
@@ -538,8 +538,12 @@ fn meaningful_host(name: &str) -> Option<&str> {
 
 /// One host: the same first label, ignoring case (`web1`, `WEB1.example.com`).
 fn same_host(a: &str, b: &str) -> bool {
-    let first = |s: &str| s.split('.').next().unwrap_or("").to_ascii_lowercase();
-    first(a) == first(b)
+    first_label(a).eq_ignore_ascii_case(first_label(b))
+}
+
+/// `web1` of `web1.example.com`.
+fn first_label(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
 }
 
 /// What the inputs did not contain, one entry per piece a check needs (the
