@@ -10,7 +10,10 @@
 
 mod builder;
 mod formats;
+mod netstat;
 mod path;
+mod proc_tcp;
+mod ss;
 
 pub use builder::{Offline, ReadOptions, SsSummary, DEFAULT_TOP};
 pub use formats::{detect, Format, Input, FORMATS};
