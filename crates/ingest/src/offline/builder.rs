@@ -302,8 +302,9 @@ impl Offline {
         if snap.source.host.is_empty() {
             snap.source.host = "unknown".into();
         }
-        snap.host = self.host();
+        // `ss -s` fills host-wide figures too: fold it before they are copied.
         self.fold_ss_summary();
+        snap.host = self.host();
         let label = match self.inputs.as_slice() {
             [(one, _)] => format!("saved ({one})"),
             _ => "saved".to_string(),

@@ -92,7 +92,7 @@ pub(super) fn listing_parse(
     if sockets == 0 && bad > 0 {
         return Err(format!("{}: no tcp line in {lines} lines", input.name));
     }
-    out.listing(declared.unwrap_or_else(|| listed_mask(seen)));
+    out.listing(declared.unwrap_or_else(|| listed_mask(seen, super::ss::CONNECTED_STATES)));
     listeners.note(out, input);
     note_skipped(out, input, "netstat listing", bad, lines);
     Ok(())
@@ -116,12 +116,15 @@ fn declared_states(line: &[u8]) -> Option<u32> {
     }
 }
 
+/// The `PID/Program name` column: pid and command name.
+type Holder<'a> = (u32, &'a [u8]);
+
 /// `0 0 127.0.0.1:7008 127.0.0.1:40126 LAST_ACK [user inode] [1234/nginx]`.
 fn record<'a>(
     f: &mut Fields<'a>,
     v6: bool,
     cols: &Columns,
-) -> Option<(DiagSocket, Option<(u32, &'a [u8])>)> {
+) -> Option<(DiagSocket, Option<Holder<'a>>)> {
     let rq = f.next().and_then(num32)?;
     let wq = f.next().and_then(num32)?;
     let local = netstat_endpoint(f.next()?, v6)?;

@@ -218,17 +218,21 @@ pub(super) fn endpoint(t: &[u8], star_v6: bool) -> Option<Endpoint> {
     ipv4(addr).map(|a| Endpoint::v4(a, p))
 }
 
-/// `1 << state` of every state but LISTEN and CLOSE: what a listing without `-a`
-/// (`ss -tn`, `netstat -tn`) covers.
+/// `1 << state` of every state but LISTEN and CLOSE: what `netstat -tn` (no
+/// `-a`) covers.
 pub(super) const CONNECTED_STATES: u32 = ALL_STATES & !(1 << 10) & !(1 << 7);
+/// What `ss -tn` (no `-a`) covers: ss's `SS_CONN` also leaves out TIME-WAIT and
+/// SYN-RECV.
+pub(super) const SS_CONN: u32 = CONNECTED_STATES & !(1 << 6) & !(1 << 3);
 pub(super) const LISTEN_BIT: u32 = 1 << 10;
 
 /// The states a listing covered, from the states it showed: LISTEN and others
-/// (`-a`), only LISTEN (`-l`), or no LISTEN (neither: ss and netstat then leave
-/// out LISTEN and CLOSE). The content decides, since the command line is not saved.
-pub(super) fn listed_mask(seen: u32) -> u32 {
+/// (`-a`), only LISTEN (`-l`), or no LISTEN (no `-a`: the tool's `without_a`
+/// set, plus any state it showed anyway). The content decides, since the command
+/// line is not saved.
+pub(super) fn listed_mask(seen: u32, without_a: u32) -> u32 {
     if seen & LISTEN_BIT == 0 {
-        CONNECTED_STATES
+        without_a | seen
     } else if seen & !LISTEN_BIT == 0 {
         LISTEN_BIT
     } else {
@@ -613,7 +617,7 @@ pub(super) fn listing_parse(
             input.name
         ));
     }
-    out.listing(listed_mask(seen));
+    out.listing(listed_mask(seen, SS_CONN));
     note_skipped(out, input, "ss listing", bad, lines);
     Ok(())
 }
