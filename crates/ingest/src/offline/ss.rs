@@ -15,27 +15,62 @@ use std::net::Ipv6Addr;
 
 // ---------------------------------------------------------------- shared helpers
 
-/// Calls `f` with every line of `text` (without its end of line), reusing one
-/// buffer: no allocation per line, whatever the size of the input.
+/// Calls `f` with every line of `text` (without its end of line), straight from
+/// the reader's buffer: no copy and no allocation per line, whatever the size of
+/// the input (only a line that spans two buffer fills is put together).
 pub(super) fn for_each_line(
     text: &mut dyn BufRead,
     mut f: impl FnMut(&[u8]),
 ) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(512);
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        buf.clear();
-        let n = text
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| format!("cannot read: {e}"))?;
+        let buf = match text.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        let n = buf.len();
         if n == 0 {
+            if !carry.is_empty() {
+                f(trim_eol(&carry));
+            }
             return Ok(());
         }
-        let mut line = &buf[..];
-        while let [rest @ .., b'\n' | b'\r'] = line {
-            line = rest;
+        let mut rest = buf;
+        if !carry.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    carry.extend_from_slice(&rest[..i]);
+                    f(trim_eol(&carry));
+                    carry.clear();
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    carry.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
         }
-        f(line);
+        for line in memchr::memchr_iter(b'\n', rest).scan(0, |start, i| {
+            let l = &rest[*start..i];
+            *start = i + 1;
+            Some(l)
+        }) {
+            f(trim_eol(line));
+        }
+        if let Some(last) = memchr::memrchr(b'\n', rest) {
+            rest = &rest[last + 1..];
+        }
+        carry.extend_from_slice(rest);
+        text.consume(n);
     }
+}
+
+fn trim_eol(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r'] = line {
+        line = rest;
+    }
+    line
 }
 
 /// Whitespace-separated fields of a line, keeping the position so that the rest
@@ -55,7 +90,12 @@ impl<'a> Fields<'a> {
         &self.line[self.pos..]
     }
     fn skip_blanks(&mut self) {
-        while self.pos < self.line.len() && is_blank(self.line[self.pos]) {
+        let l = self.line;
+        // ss pads its columns with long runs of spaces: skip them 8 at a time.
+        while l.len() >= self.pos + 8 && l[self.pos..self.pos + 8] == *b"        " {
+            self.pos += 8;
+        }
+        while self.pos < l.len() && is_blank(l[self.pos]) {
             self.pos += 1;
         }
     }
@@ -195,6 +235,9 @@ fn port(t: &[u8]) -> Option<u16> {
 /// address (current ss prints a dual-stack `[::]` listener as `*`; old ss printed
 /// IPv4's `0.0.0.0` as `*`). `None` when it is not an endpoint.
 pub(super) fn endpoint(t: &[u8], star_v6: bool) -> Option<Endpoint> {
+    if let Some(e) = dotted_endpoint(t) {
+        return Some(e);
+    }
     let colon = t.iter().rposition(|&b| b == b':')?;
     let p = port(&t[colon + 1..])?;
     let mut addr = &t[..colon];
@@ -216,6 +259,36 @@ pub(super) fn endpoint(t: &[u8], star_v6: bool) -> Option<Endpoint> {
         return ipv6(addr).map(|a| Endpoint::v6(a, p));
     }
     ipv4(addr).map(|a| Endpoint::v4(a, p))
+}
+
+/// `a.b.c.d:port` in one pass: most endpoints of most listings, so it is tried
+/// first; anything else is left to [`endpoint`]'s general path.
+fn dotted_endpoint(t: &[u8]) -> Option<Endpoint> {
+    let mut out = [0u8; 4];
+    let (mut part, mut val, mut digits) = (0usize, 0u32, 0u32);
+    for (i, &b) in t.iter().enumerate() {
+        match b {
+            b'0'..=b'9' if digits < 3 => {
+                val = val * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' | b':' if digits > 0 && val <= 255 => {
+                out[part] = val as u8;
+                if b == b':' {
+                    return (part == 3)
+                        .then(|| port(&t[i + 1..]))
+                        .flatten()
+                        .map(|p| Endpoint::v4(out, p));
+                }
+                if part == 3 {
+                    return None;
+                }
+                (part, val, digits) = (part + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// `1 << state` of every state but LISTEN and CLOSE: what `netstat -tn` (no
