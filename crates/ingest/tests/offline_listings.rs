@@ -448,3 +448,56 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_fixture_is_recognised_as_its_own_format() {
+    use sockmedic_ingest::offline::detect;
+    let want = [
+        ("ss-s.txt", "ss -s"),
+        ("ss-s-old-habr.txt", "ss -s"),
+        ("ss-s-old-incident1.txt", "ss -s"),
+        ("ss-tan.txt", "ss listing"),
+        ("ss-Htan.txt", "ss listing"),
+        ("ss-tanoemi.txt", "ss listing"),
+        ("ss-peaonmi.txt", "ss listing"),
+        ("ss-aonp-mixed.txt", "ss listing"),
+        ("ss-t-old-linux-help.txt", "ss listing"),
+        ("netstat-antp.txt", "netstat listing"),
+        ("netstat-tln.txt", "netstat listing"),
+        ("netstat-s.txt", "netstat -s"),
+        ("netstat-s-old-lkml-2002.txt", "netstat -s"),
+        ("nstat-az.txt", "nstat"),
+        ("proc-net-tcp.txt", "/proc/net/tcp"),
+        ("proc-net-tcp6.txt", "/proc/net/tcp"),
+        ("sockstat.txt", "/proc/net/sockstat"),
+    ];
+    for (f, format) in want {
+        let head = std::fs::read(fixture(f)).expect("fixture");
+        let head = String::from_utf8_lossy(&head[..head.len().min(8192)]).into_owned();
+        let input = Input {
+            name: f.into(),
+            path: Some(fixture(f)),
+        };
+        assert_eq!(detect(&head, &input).map(|x| x.name), Some(format), "{f}");
+    }
+    // The other formats' fixtures are not taken for one of these.
+    let mine = PARSERS;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernel-log");
+    for e in std::fs::read_dir(dir).expect("kernel-log fixtures") {
+        let p = e.expect("entry").path();
+        let head = std::fs::read(&p).expect("fixture");
+        let head = String::from_utf8_lossy(&head[..head.len().min(8192)]).into_owned();
+        let input = Input {
+            name: p.display().to_string(),
+            path: Some(p.clone()),
+        };
+        if let Some(f) = detect(&head, &input) {
+            assert!(
+                !mine.contains(&f.name),
+                "{} read as {}",
+                p.display(),
+                f.name
+            );
+        }
+    }
+}

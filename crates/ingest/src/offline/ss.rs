@@ -743,6 +743,28 @@ mod tests {
     }
 
     #[test]
+    fn timers_and_extended_fields() {
+        let mut l = Layout::default();
+        let line = b"LAST-ACK   0      1               127.0.0.1:7008           127.0.0.1:40126 timer:(on,764ms,3) uid:1000 ino:0 sk:1a9658e cgroup:unreachable:1 ---";
+        let Line::Socket(s) = l.record(line) else {
+            panic!("not a socket")
+        };
+        assert_eq!((s.state, s.rqueue, s.wqueue), (9, 0, 1));
+        assert_eq!((s.timer, s.expires_ms, s.retrans), (1, 764, 3));
+        assert_eq!((s.uid, s.inode, s.cookie), (1000, 0, 0x1a9658e));
+        let tw = b"tcp   TIME-WAIT 0      0          127.0.0.1:60010    127.0.0.1:7300 timer:(timewait,59sec,0)";
+        let Line::Socket(s) = l.record(tw) else {
+            panic!("not a socket")
+        };
+        assert_eq!((s.state, s.timer, s.expires_ms), (6, 3, 59_000));
+        assert!(matches!(
+            l.record(b"udp   UNCONN 0 0 127.0.0.1:5353 0.0.0.0:*"),
+            Line::Other
+        ));
+        assert!(matches!(l.record(b"\t skmem:(r0,rb131072)"), Line::Other));
+    }
+
+    #[test]
     fn users() {
         let mut l = Layout::default();
         let line = br#"ESTAB 0 0 10.0.0.1:80 10.0.0.2:5555 users:(("tmux: server",pid=12,fd=5),("nginx",pid=1234,fd=6),("nginx",pid=1234,fd=7)) ino:77 sk:ff"#;
