@@ -56,38 +56,40 @@ pub(super) fn listing_parse(
     let mut declared: Option<u32> = None;
     let mut listeners = ListenerQueues::default();
     let (mut seen, mut sockets, mut bad, mut lines) = (0u32, 0u64, 0u64, 0u64);
-    for_each_line(text, |line| {
-        lines += 1;
-        if line.starts_with(b"Active Internet connections") {
-            declared = declared_states(line);
-            return;
-        }
-        if line.starts_with(b"Proto ") {
-            cols = Columns {
-                user_inode: contains(line, b"Inode"),
-                program: contains(line, b"PID/Program"),
-                timer: contains(line, b"Timer"),
+    super::ss::streamed(out, |sink| {
+        for_each_line(text, |line| {
+            lines += 1;
+            if line.starts_with(b"Active Internet connections") {
+                declared = declared_states(line);
+                return;
+            }
+            if line.starts_with(b"Proto ") {
+                cols = Columns {
+                    user_inode: contains(line, b"Inode"),
+                    program: contains(line, b"PID/Program"),
+                    timer: contains(line, b"Timer"),
+                };
+                return;
+            }
+            let mut f = Fields::new(line);
+            let v6 = match f.next() {
+                Some(b"tcp") => false,
+                Some(b"tcp6") => true,
+                // udp, raw, unix and their headers (`netstat -anp` lists them all).
+                _ => return,
             };
-            return;
-        }
-        let mut f = Fields::new(line);
-        let v6 = match f.next() {
-            Some(b"tcp") => false,
-            Some(b"tcp6") => true,
-            // udp, raw, unix and their headers (`netstat -anp` lists them all).
-            _ => return,
-        };
-        let Some((mut s, pid)) = record(&mut f, v6, &cols) else {
-            bad += 1;
-            return;
-        };
-        listeners.strip(&mut s);
-        sockets += 1;
-        seen |= 1 << s.state;
-        out.socket(&s);
-        if let Some((pid, comm)) = pid {
-            out.process_socket(pid, &String::from_utf8_lossy(comm), &s);
-        }
+            let Some((mut s, pid)) = record(&mut f, v6, &cols) else {
+                bad += 1;
+                return;
+            };
+            listeners.strip(&mut s);
+            sockets += 1;
+            seen |= 1 << s.state;
+            sink.socket(&s);
+            if let Some((pid, comm)) = pid {
+                sink.process(pid, comm);
+            }
+        })
     })?;
     if sockets == 0 && bad > 0 {
         return Err(format!("{}: no tcp line in {lines} lines", input.name));

@@ -30,21 +30,23 @@ pub(super) fn parse(
 ) -> Result<(), String> {
     let mut listeners = ListenerQueues::default();
     let (mut sockets, mut bad, mut lines) = (0u64, 0u64, 0u64);
-    for_each_line(text, |line| {
-        lines += 1;
-        let mut f = Fields::new(line);
-        match f.next() {
-            None => {}
-            Some(b"sl") => {}
-            Some(_) => match record(&mut f) {
-                Some(mut s) => {
-                    listeners.strip(&mut s);
-                    sockets += 1;
-                    out.socket(&s);
-                }
-                None => bad += 1,
-            },
-        }
+    super::ss::streamed(out, |sink| {
+        for_each_line(text, |line| {
+            lines += 1;
+            let mut f = Fields::new(line);
+            match f.next() {
+                None => {}
+                Some(b"sl") => {}
+                Some(_) => match record(&mut f) {
+                    Some(mut s) => {
+                        listeners.strip(&mut s);
+                        sockets += 1;
+                        sink.socket(&s);
+                    }
+                    None => bad += 1,
+                },
+            }
+        })
     })?;
     if sockets == 0 && bad > 0 {
         return Err(format!("{}: no socket line in {lines} lines", input.name));

@@ -668,21 +668,22 @@ pub(super) fn listing_parse(
 ) -> Result<(), String> {
     let mut layout = Layout::default();
     let (mut seen, mut sockets, mut bad, mut lines) = (0u32, 0u64, 0u64, 0u64);
-    for_each_line(text, |line| {
-        lines += 1;
-        match layout.record(line) {
-            Line::Socket(s) => {
-                sockets += 1;
-                seen |= 1 << s.state;
-                out.socket(&s);
-                for &(a, b, pid) in &layout.users {
-                    let comm = String::from_utf8_lossy(line.get(a..b).unwrap_or_default());
-                    out.process_socket(pid, &comm, &s);
+    streamed(out, |sink| {
+        for_each_line(text, |line| {
+            lines += 1;
+            match layout.record(line) {
+                Line::Socket(s) => {
+                    sockets += 1;
+                    seen |= 1 << s.state;
+                    sink.socket(&s);
+                    for &(a, b, pid) in &layout.users {
+                        sink.process(pid, line.get(a..b).unwrap_or_default());
+                    }
                 }
+                Line::Bad if !line.iter().all(|b| is_blank(*b)) => bad += 1,
+                _ => {}
             }
-            Line::Bad if !line.iter().all(|b| is_blank(*b)) => bad += 1,
-            _ => {}
-        }
+        })
     })?;
     if sockets == 0 && bad > 0 {
         return Err(format!(
@@ -693,6 +694,142 @@ pub(super) fn listing_parse(
     out.listing(listed_mask(seen, SS_CONN));
     note_skipped(out, input, "ss listing", bad, lines);
     Ok(())
+}
+
+// ---------------------------------------------------------------- two threads
+
+/// Sockets per batch handed from the parsing thread to the aggregating one.
+const BATCH: usize = 4096;
+
+/// Parsed sockets on their way to the aggregator, with the processes of `-p`
+/// listings (names packed in one buffer: no allocation per line). Batches are
+/// sent back empty and reused.
+#[derive(Default)]
+struct Batch {
+    sockets: Vec<DiagSocket>,
+    /// (pid, name start, name end in `names`, index in `sockets`).
+    procs: Vec<(u32, u32, u32, u32)>,
+    names: Vec<u8>,
+}
+
+impl Batch {
+    fn apply(&self, out: &mut Offline) {
+        let mut procs = self.procs.iter().peekable();
+        for (i, s) in self.sockets.iter().enumerate() {
+            out.socket(s);
+            while let Some(&(pid, a, b, _)) = procs.next_if(|p| p.3 as usize == i) {
+                let name = self.names.get(a as usize..b as usize).unwrap_or_default();
+                out.process_socket(pid, &String::from_utf8_lossy(name), s);
+            }
+        }
+    }
+    fn clear(&mut self) {
+        self.sockets.clear();
+        self.procs.clear();
+        self.names.clear();
+    }
+}
+
+/// Where a parser puts the sockets it reads: a second thread aggregates them
+/// while the first goes on parsing, so a listing costs about the larger of the
+/// two instead of their sum (aggregating a socket costs more than parsing it).
+pub(super) struct Sink<'o> {
+    batch: Batch,
+    to_aggregator: Option<std::sync::mpsc::SyncSender<Batch>>,
+    reused: Option<std::sync::mpsc::Receiver<Batch>>,
+    /// No second thread could be started: aggregate here (`last`: the socket
+    /// the next `process` is about).
+    direct: Option<&'o mut Offline>,
+    last: DiagSocket,
+}
+
+impl Sink<'_> {
+    /// A socket of the listing.
+    pub(super) fn socket(&mut self, s: &DiagSocket) {
+        if let Some(out) = self.direct.as_deref_mut() {
+            out.socket(s);
+            self.last = *s;
+            return;
+        }
+        if self.batch.sockets.len() >= BATCH {
+            self.send();
+        }
+        self.batch.sockets.push(*s);
+    }
+    /// A process holding the socket given last.
+    pub(super) fn process(&mut self, pid: u32, name: &[u8]) {
+        if let Some(out) = self.direct.as_deref_mut() {
+            out.process_socket(pid, &String::from_utf8_lossy(name), &self.last);
+            return;
+        }
+        let Some(i) = self.batch.sockets.len().checked_sub(1) else {
+            return;
+        };
+        let a = self.batch.names.len();
+        self.batch.names.extend_from_slice(name);
+        let b = self.batch.names.len();
+        self.batch.procs.push((pid, a as u32, b as u32, i as u32));
+    }
+    fn send(&mut self) {
+        let next = self
+            .reused
+            .as_ref()
+            .and_then(|r| r.try_recv().ok())
+            .unwrap_or_default();
+        let full = std::mem::replace(&mut self.batch, next);
+        if let Some(tx) = &self.to_aggregator {
+            let _ = tx.send(full);
+        }
+    }
+}
+
+/// Runs `produce` (the parsing, on this thread) with a [`Sink`] whose sockets are
+/// aggregated into `out` on a second thread (or here, if none can be started).
+pub(super) fn streamed<T>(out: &mut Offline, produce: impl FnOnce(&mut Sink) -> T) -> T {
+    use std::sync::mpsc::sync_channel;
+    use std::sync::Mutex;
+    // The aggregator takes `out` from here; if it cannot be started, this thread does.
+    let slot = Mutex::new(Some(out));
+    let (tx, rx) = sync_channel::<Batch>(4);
+    let (back_tx, back_rx) = sync_channel::<Batch>(8);
+    std::thread::scope(|scope| {
+        let from = &slot;
+        let spawned = std::thread::Builder::new()
+            .name("aggregate".into())
+            .spawn_scoped(scope, move || {
+                let Some(out) = from.lock().ok().and_then(|mut o| o.take()) else {
+                    return;
+                };
+                for mut b in rx {
+                    b.apply(out);
+                    b.clear();
+                    let _ = back_tx.try_send(b);
+                }
+            });
+        let mut sink = Sink {
+            batch: Batch::default(),
+            to_aggregator: None,
+            reused: None,
+            direct: None,
+            last: DiagSocket::default(),
+        };
+        match spawned {
+            Ok(handle) => {
+                (sink.to_aggregator, sink.reused) = (Some(tx), Some(back_rx));
+                let r = produce(&mut sink);
+                sink.send();
+                drop(sink);
+                if let Err(panic) = handle.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                r
+            }
+            Err(_) => {
+                sink.direct = slot.lock().ok().and_then(|mut o| o.take());
+                produce(&mut sink)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
