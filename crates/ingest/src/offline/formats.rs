@@ -59,6 +59,43 @@ pub static FORMATS: &[Format] = &[
         parse: counters_parse,
         order: 0,
     },
+    // Socket listings and counters (ss.rs, netstat.rs, proc_tcp.rs).
+    Format {
+        name: "ss -s",
+        sniff: super::ss::summary_sniff,
+        parse: super::ss::summary_parse,
+        order: 0,
+    },
+    Format {
+        name: "ss listing",
+        sniff: super::ss::listing_sniff,
+        parse: super::ss::listing_parse,
+        order: 1,
+    },
+    Format {
+        name: "netstat listing",
+        sniff: super::netstat::listing_sniff,
+        parse: super::netstat::listing_parse,
+        order: 1,
+    },
+    Format {
+        name: "netstat -s",
+        sniff: super::netstat::stats_sniff,
+        parse: super::netstat::stats_parse,
+        order: 0,
+    },
+    Format {
+        name: "nstat",
+        sniff: super::netstat::nstat_sniff,
+        parse: super::netstat::nstat_parse,
+        order: 0,
+    },
+    Format {
+        name: "/proc/net/tcp",
+        sniff: super::proc_tcp::sniff,
+        parse: super::proc_tcp::parse,
+        order: 1,
+    },
     Format {
         name: "sysctl -a",
         sniff: sysctl_sniff,

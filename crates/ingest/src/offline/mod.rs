@@ -11,8 +11,11 @@
 mod builder;
 mod formats;
 mod host;
+mod netstat;
 mod path;
+mod proc_tcp;
 mod shell;
+mod ss;
 mod supportconfig;
 mod transcript;
 
