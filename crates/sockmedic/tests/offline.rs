@@ -374,7 +374,6 @@ fn incident3_sockstat_range_and_ss_s_merged() {
 
 /// The same from the directory of the three pasted outputs.
 #[test]
-#[ignore = "needs the `ss -s` format (the offline-ss branch)"]
 fn incident3_as_pasted() {
     let snap = read_path(&fixture("incidents/incident-3"), ReadOptions::default()).unwrap();
     assert_incident3(&snap);
@@ -393,7 +392,6 @@ fn incident3_as_pasted() {
 
 /// Incident 1's `ss -s`: orphans 94904, TIME-WAIT 4823, alloc = 146848 − 4823.
 #[test]
-#[ignore = "needs the `ss -s` format (the offline-ss branch)"]
 fn incident1_as_pasted() {
     let snap = read_path(&fixture("incidents/incident-1"), ReadOptions::default()).unwrap();
     assert_eq!(snap.host.sockstat.tcp_orphan, Some(94904));
