@@ -719,7 +719,7 @@ fn a_message_is_explained_only_when_a_finding_quotes_it() {
     // With a same-parity range the audit quotes it, and kernel-log stays quiet.
     s.netns[0]
         .sysctl
-        .insert("net.ipv4.ip_local_port_range".into(), "40000 40100".into());
+        .insert("net.ipv4.ip_local_port_range".into(), "30000 60000".into());
     let f = run(&s);
     let p = with_code(&f, "risky-sysctl")
         .into_iter()
