@@ -77,7 +77,8 @@ impl Need {
                 &["TCP sockets"],
             ),
             // The scan's own failures are per process; none explains a missing scan.
-            Need::Processes => ("the process scan", &[]),
+            // Saved outputs say which process list they lack (`process list`).
+            Need::Processes => ("the process scan", &["process list"]),
             Need::Sysctls => ("the per-namespace sysctls", &["net.ipv4", "sysctl"]),
             Need::Conntrack => ("net.netfilter.nf_conntrack_max", &["nf_conntrack"]),
             Need::KernelLog => ("the kernel log", &["kernel log", "kmsg"]),
@@ -176,7 +177,8 @@ pub static CATALOG: [Rule; 13] = [
     Rule {
         code: "port-exhaustion",
         summary: "ephemeral ports in use (bound + connected) near the size of ip_local_port_range; EADDRNOTAVAIL ahead",
-        needs: &[Need::Sockets],
+        // Runs on a saved `ss -s` too (its bound-port count).
+        needs: &[],
         thresholds: &["ports.warning", "ports.critical"],
         explains: &[LogKind::PortRangeParity],
         page: page!("port-exhaustion"),

@@ -719,7 +719,7 @@ fn a_message_is_explained_only_when_a_finding_quotes_it() {
     // With a same-parity range the audit quotes it, and kernel-log stays quiet.
     s.netns[0]
         .sysctl
-        .insert("net.ipv4.ip_local_port_range".into(), "40000 40100".into());
+        .insert("net.ipv4.ip_local_port_range".into(), "30000 60000".into());
     let f = run(&s);
     let p = with_code(&f, "risky-sysctl")
         .into_iter()
@@ -964,4 +964,52 @@ fn teardown_and_timewait_remedies() {
         None,
         "already the default"
     );
+}
+
+/// Incident 3 as pasted: `ss -s` (old iproute2, with `ports`), sockstat and the
+/// port range, no socket listing, no processes.
+#[test]
+fn incident3_from_saved_outputs() {
+    let mut s = healthy();
+    s.source.kind = SourceKind::Text;
+    s.processes.clear();
+    let ns = &mut s.netns[0];
+    ns.dump = None;
+    ns.ephemeral = None;
+    ns.bind_buckets = Some(12_036);
+    ns.sysctl
+        .insert("net.ipv4.ip_local_port_range".into(), "50000 62000".into());
+    s.host.sockstat.tcp_alloc = Some(41_019);
+    s.host.closed = Some(Closed {
+        alloc: 41_019,
+        inuse: 81,
+        unhashed: 40_938,
+        complete: false,
+        ss_closed: Some(40_944),
+        ..Closed::default()
+    });
+    let d = diagnose(&s, None, &Thresholds::default());
+    let pe = one(&d.findings, "port-exhaustion");
+    assert_eq!(
+        (pe.severity, pe.subject.count, pe.subject.limit),
+        (Severity::Critical, Some(12_036), Some(12_001))
+    );
+    assert!(pe.title.contains("EADDRNOTAVAIL"));
+    assert_eq!(
+        sysctl_of(pe, "net.ipv4.ip_local_port_range").as_deref(),
+        Some("32768 60999")
+    );
+    let sl = one(&d.findings, "socket-leak");
+    assert_eq!(
+        (sl.severity, sl.subject.count, sl.subject.pid),
+        (Severity::Critical, Some(40_938), None)
+    );
+    assert!(sl
+        .evidence
+        .iter()
+        .any(|e| e.contains("namespace the outputs were taken in")));
+    // Live, the same partial sum proves nothing.
+    s.source.kind = SourceKind::Live;
+    assert!(with_code(&run(&s), "socket-leak").is_empty());
+    assert!(d.skipped.iter().any(|x| x.code == "teardown-stall"));
 }

@@ -10,7 +10,73 @@ use sockmedic_model::{format_endpoint, EphemeralUse, Finding, Netns, Subject, Tc
 const DEFAULT_SIZE: u64 = 28_232;
 
 pub fn check(ctx: &Ctx) -> Vec<Finding> {
-    dumped(ctx).filter_map(|ns| exhaustion(ctx, ns)).collect()
+    let mut out: Vec<Finding> = dumped(ctx).filter_map(|ns| exhaustion(ctx, ns)).collect();
+    // Saved `ss -s` of old iproute2: only the count of bound ports is known.
+    out.extend(
+        ctx.snap
+            .netns
+            .iter()
+            .filter(|ns| ns.ephemeral.is_none())
+            .filter_map(|ns| from_bind_buckets(ctx, ns)),
+    );
+    out
+}
+
+/// Ports bound by some socket (old `ss -s` "ports N") against the range: an upper
+/// bound of the ports taken, since listeners' and other ports outside the range
+/// are bound too (incident 3: 12036 of a 12001-port range).
+fn from_bind_buckets(ctx: &Ctx, ns: &Netns) -> Option<Finding> {
+    let buckets = ns.bind_buckets?;
+    let v = ns.sysctl.get("net.ipv4.ip_local_port_range")?;
+    let mut it = v.split_whitespace().filter_map(|x| x.parse::<u64>().ok());
+    let (lo, hi) = (it.next()?, it.next()?);
+    let size = hi.checked_sub(lo)? + 1;
+    let ratio = buckets as f64 / size as f64;
+    let severity = level(
+        ratio,
+        ctx.t.get("ports.warning"),
+        ctx.t.get("ports.critical"),
+    )?;
+    let subject = Subject {
+        netns: Some(ns.name().to_string()),
+        count: Some(buckets),
+        limit: Some(size),
+        ..Subject::default()
+    };
+    let f = finding(
+        "port-exhaustion",
+        severity,
+        format!(
+            "{buckets} ports bound for an ephemeral range of {size} ({}): connect() fails with EADDRNOTAVAIL (\"Cannot assign requested address\")",
+            pct(ratio)
+        ),
+        subject,
+    )
+    .evidence(format!(
+        "`ss -s`: ports {buckets} (bind buckets: every port some socket has bound, in or out of the range)"
+    ))
+    .evidence(format!("net.ipv4.ip_local_port_range {lo} {hi} = {size} ports"))
+    .evidence("no socket listing in the input: which ports, and who holds them, needs `ss -tanp` or `sockmedic procs`")
+    .explain(
+        "Every port some socket has bound has a bind bucket; old `ss -s` printed their number as `ports`. With \
+         more buckets than the ephemeral range has ports, the range is full: connect() without a bound port \
+         fails with EADDRNOTAVAIL and bind(0) with EADDRINUSE. Sockets that bound a port and were never \
+         connected, or failed and were kept, are the usual holders (incident 3).",
+    )
+    .fix(
+        "Find the holder: `sockmedic procs --sort unhashed` (or `ls -l /proc/*/fd | grep -c socket` per process against `ss -tanp`), then fix it to close its sockets",
+        None,
+    );
+    let f = if size < DEFAULT_SIZE {
+        f.sysctl(
+            "Widen the ephemeral range (buys time; the holder fills any range)",
+            &[("net.ipv4.ip_local_port_range", "32768 60999".to_string())],
+            None,
+        )
+    } else {
+        f
+    };
+    f.build().into()
 }
 
 fn exhaustion(ctx: &Ctx, ns: &Netns) -> Option<Finding> {

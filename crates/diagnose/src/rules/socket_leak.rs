@@ -116,7 +116,10 @@ fn unattributed(ctx: &Ctx) -> Option<Finding> {
         .map(|p| p.unhashed.unwrap_or(0))
         .sum();
     let rest = c.unhashed.saturating_sub(attributed);
-    if (rest as f64) < ctx.t.get("socket-leak.warning") || !c.complete {
+    // Live, a partial sum (--netns, a namespace not entered) proves nothing. Saved
+    // outputs come from one namespace by nature: say what the figure includes.
+    let offline = ctx.snap.source.kind != sockmedic_model::SourceKind::Live;
+    if (rest as f64) < ctx.t.get("socket-leak.warning") || !(c.complete || offline) {
         return None;
     }
     let severity = if rest as f64 >= ctx.t.get("socket-leak.critical") {
@@ -136,10 +139,14 @@ fn unattributed(ctx: &Ctx) -> Option<Finding> {
         subject,
     )
     .evidence(format!(
-        "host: sockstat alloc {} − inuse {} (all {} namespaces) = {} in no table{}; processes seen hold {attributed} of them",
+        "host: sockstat alloc {} − inuse {} ({}) = {} in no table{}; processes seen hold {attributed} of them",
         c.alloc,
         c.inuse,
-        c.netns_counted,
+        if c.complete {
+            format!("all {} namespaces", c.netns_counted)
+        } else {
+            "of the namespace the outputs were taken in; sockets of containers' namespaces count here too".to_string()
+        },
         c.unhashed,
         c.ss_closed.map(|s| format!(" (`ss -s` closed {s})")).unwrap_or_default()
     ))

@@ -53,6 +53,9 @@ pub struct LogLine<'a> {
     /// /dev/kmsg always get a non-zero facility), a `dmesg -x` line of another
     /// facility, or a syslog line of another program (`sshd[812]:`).
     pub from_userspace: bool,
+    /// The host a syslog-style line names (`Nov 22 05:58:03 vm kernel: ...`): lines
+    /// of two hosts in one input are two machines' logs mixed.
+    pub host: Option<&'a str>,
     /// The message as the kernel logged it, without the prefix (and without a
     /// `[T123]` caller id), trimmed.
     pub message: &'a str,
@@ -66,6 +69,7 @@ impl<'a> LogLine<'a> {
             uptime_s: None,
             wall: None,
             from_userspace: false,
+            host: None,
             message: strip_caller_id(message.trim()),
         }
     }
@@ -265,6 +269,7 @@ fn unix_stamped(line: &str) -> Option<LogLine<'_>> {
 
 /// What follows a syslog stamp: `host tag: message`.
 struct SyslogTail<'a> {
+    host: &'a str,
     kernel: bool,
     message: &'a str,
 }
@@ -274,6 +279,7 @@ impl<'a> SyslogTail<'a> {
     fn into_line(self) -> LogLine<'a> {
         let mut parsed = LogLine::new(LineFormat::Syslog, self.message);
         parsed.from_userspace = !self.kernel;
+        parsed.host = Some(self.host);
         if let Some((inside, rest)) = self
             .message
             .trim_start()
@@ -307,7 +313,11 @@ fn syslog_tail(s: &str, any_tag: bool) -> Option<SyslogTail<'_>> {
     if !(kernel || any_tag || is_program_with_pid(tag)) {
         return None;
     }
-    Some(SyslogTail { kernel, message })
+    Some(SyslogTail {
+        host,
+        kernel,
+        message,
+    })
 }
 
 /// `sshd[812]`.

@@ -5,7 +5,7 @@
 
 mod classify;
 mod line;
-mod time;
+pub(crate) mod time;
 
 pub use classify::{classify, suppressed};
 pub use line::{parse_line, LineFormat, LogLine};

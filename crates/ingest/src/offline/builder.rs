@@ -42,6 +42,8 @@ pub struct SsSummary {
 #[derive(Clone, Debug, Default)]
 struct ProcParts {
     comm: String,
+    /// A listing named this process's sockets (`socket_fds` is a count, not a guess).
+    listed: bool,
     states: StateCounts,
     socket_fds: u64,
     fd_limit: Option<u64>,
@@ -63,7 +65,16 @@ pub struct Offline {
     processes: BTreeMap<u32, ProcParts>,
     /// `ulimit -n` of a shell: the default for processes without their own limits.
     shell_nofile: Option<(u64, Option<u64>)>,
+    /// The hard limit of a shell's `ulimit -Hn`/`-Ha`, when read apart from the soft one.
+    shell_nofile_hard: Option<u64>,
     kernel_log: Option<KernelLogBuilder>,
+    /// The first input that named the host, and the name it gave.
+    host_seen: Option<(String, String)>,
+    /// Two inputs named two different hosts: the message, naming both.
+    host_conflict: Option<String>,
+    /// The input being read (set by the reader before each one), for figures that
+    /// reveal the host without saying where they came from.
+    current_input: String,
     /// Each input read, with the format recognised: `source` in reports.
     pub inputs: Vec<(String, &'static str)>,
     missing: Vec<Missing>,
@@ -113,7 +124,11 @@ impl Offline {
             listed_states: 0,
             processes: BTreeMap::new(),
             shell_nofile: None,
+            shell_nofile_hard: None,
             kernel_log: None,
+            host_seen: None,
+            host_conflict: None,
+            current_input: String::new(),
             inputs: Vec::new(),
             missing: Vec::new(),
             opts,
@@ -122,24 +137,51 @@ impl Offline {
 
     // ---------------------------------------------------------------- source
 
-    /// The host the inputs come from. A second, different name is an error: two
-    /// hosts' outputs mixed into one diagnosis would be wrong everywhere.
+    /// The input about to be read: named in messages about figures it holds.
+    pub fn begin_input(&mut self, name: &str) {
+        self.current_input = name.to_string();
+    }
+
+    /// The host an input (`input`, as named in messages) comes from. A second,
+    /// different name is an error: two hosts' outputs mixed into one diagnosis would
+    /// be wrong everywhere. Names are compared by their first label, ignoring case
+    /// (`web1` and `web1.example.com` are one host); `localhost` and other
+    /// placeholders say nothing and are ignored. The conflict is also kept, so the
+    /// reader reports it even when a parser went on ([`Offline::host_conflict`]).
     pub fn host_name(&mut self, name: &str, input: &str) -> Result<(), String> {
-        let name = name.trim();
-        if name.is_empty() {
+        let Some(name) = meaningful_host(name) else {
             return Ok(());
-        }
-        if self.source.host.is_empty() {
-            self.source.host = name.to_string();
-            Ok(())
-        } else if self.source.host != name {
-            Err(format!(
-                "{input}: from host {name:?}, but earlier inputs are from {:?}: outputs of two hosts cannot be diagnosed together",
-                self.source.host
-            ))
+        };
+        let input = if input.is_empty() {
+            self.current_input.as_str()
         } else {
-            Ok(())
+            input
+        };
+        match &self.host_seen {
+            None => {
+                self.source.host = name.to_string();
+                self.host_seen = Some((input.to_string(), name.to_string()));
+                Ok(())
+            }
+            Some((_, seen)) if same_host(seen, name) => {
+                // Keep the fuller name (`hostname -f` after `hostname`).
+                if name.len() > self.source.host.len() {
+                    self.source.host = name.to_string();
+                }
+                Ok(())
+            }
+            Some((first, seen)) => {
+                let why = format!(
+                    "two hosts mixed: {input} is from host {name:?}, but {first} is from host {seen:?}; diagnose each host's outputs apart"
+                );
+                self.host_conflict.get_or_insert_with(|| why.clone());
+                Err(why)
+            }
         }
+    }
+    /// The first two-hosts conflict seen, as one line naming both inputs and hosts.
+    pub fn host_conflict(&self) -> Option<&str> {
+        self.host_conflict.as_deref()
     }
     pub fn kernel(&mut self, release: &str) {
         self.source
@@ -195,8 +237,8 @@ impl Offline {
         } else if NETNS_SYSCTLS.iter().any(|s| s.name == name) || name.starts_with("net.") {
             self.ns.sysctl.insert(name, value);
         } else if name == "kernel.hostname" {
-            // Recorded for the source; a mismatch is reported by `host_name`.
-            let _ = self.host_name(&value, "sysctl kernel.hostname");
+            // Recorded for the source; a mismatch is kept by `host_name`.
+            let _ = self.host_name(&value, "");
         } else if name == "kernel.osrelease" {
             self.kernel(&value);
         }
@@ -240,6 +282,7 @@ impl Offline {
         if p.comm.is_empty() {
             p.comm = comm.to_string();
         }
+        p.listed = true;
         p.socket_fds += 1;
         let state = match s.state {
             12 => TcpState::SynRecv,
@@ -266,18 +309,41 @@ impl Offline {
         p.fd_limit = Some(soft);
         p.fd_limit_hard = hard;
     }
-    /// `ulimit -a` of a shell: the limit processes started from it inherit.
+    /// `ulimit -a` of a shell: the limit processes started from it inherit. A hard
+    /// limit read before (`ulimit -Hn`) is kept when this one has none.
     pub fn shell_nofile(&mut self, soft: u64, hard: Option<u64>) {
+        let hard = hard.or(self.shell_nofile_hard);
         self.shell_nofile = Some((soft, hard));
+    }
+    /// `ulimit -Hn` (or `-Ha`) of a shell: its hard limit alone.
+    pub fn shell_nofile_hard(&mut self, hard: u64) {
+        self.shell_nofile_hard = Some(hard);
+        if let Some((_, h)) = &mut self.shell_nofile {
+            *h = Some(hard);
+        }
+    }
+    /// The shell's `ulimit -n` as read so far (soft, hard).
+    pub fn shell_limits(&self) -> Option<(u64, Option<u64>)> {
+        self.shell_nofile
     }
 
     // ---------------------------------------------------------------- kernel log
 
     /// One line of a saved kernel log (dmesg, journalctl -k, /dev/kmsg records).
+    /// A syslog-style line names its host (`Nov 22 05:58:03 vm kernel: ...`): lines of
+    /// another host than the other inputs' are kept as a conflict.
     pub fn kernel_log_line(&mut self, source: &str, line: &str) {
+        let Some(parsed) = crate::kernel_log::parse_line(line) else {
+            return;
+        };
+        if let Some(host) = parsed.host {
+            if self.host_conflict.is_none() {
+                let _ = self.host_name(host, source);
+            }
+        }
         self.kernel_log
             .get_or_insert_with(|| KernelLogBuilder::new(source))
-            .push_line(line);
+            .push_parsed(&parsed);
     }
 
     pub fn missing(&mut self, what: impl Into<String>, why: impl Into<String>) {
@@ -302,8 +368,9 @@ impl Offline {
         if snap.source.host.is_empty() {
             snap.source.host = "unknown".into();
         }
-        snap.host = self.host();
+        // `ss -s` fills host-wide figures too: fold it before they are copied.
         self.fold_ss_summary();
+        snap.host = self.host();
         snap.source.inputs = self
             .inputs
             .iter()
@@ -340,33 +407,22 @@ impl Offline {
                 exact: out.exact,
                 ..Default::default()
             });
-        } else {
-            self.missing.push(Missing::new(
-                "socket list",
-                "no saved listing (`ss -tan`, `netstat -ant`, /proc/net/tcp): no per-state counts, endpoints or listeners",
-            ));
         }
         snap.processes = self.processes_out();
-        if snap.processes.is_empty() {
-            self.missing.push(Missing::new(
-                "processes",
-                "no `ss -tanp`/`netstat -antp` or /proc/PID files: findings cannot name a process",
-            ));
-        }
         snap.kernel_log = self.kernel_log.take().map(KernelLogBuilder::finish);
-        if snap.kernel_log.is_none() {
-            self.missing.push(Missing::new(
-                "kernel log",
-                "no saved dmesg or journalctl -k",
-            ));
-        }
-        if self.ns.sysctl.is_empty() {
-            self.missing
-                .push(Missing::new("sysctls", "no `sysctl -a` or /proc/sys files"));
-        }
-        snap.netns = vec![self.ns];
+        snap.netns = vec![std::mem::take(&mut self.ns)];
         snap.host.closed = sockmedic_collect::closed_sockets_seen_from(&snap, false, Some(0));
-        snap.missing = self.missing;
+        if let (Some(c), Some(printed)) = (
+            snap.host.closed.as_mut(),
+            self.ss_summary.and_then(|s| s.closed),
+        ) {
+            // What `ss -s` printed is kept as printed (the files were read at
+            // another moment than the summary).
+            c.ss_closed = Some(printed as i64);
+        }
+        let mut missing = std::mem::take(&mut self.missing);
+        missing.extend(missing_pieces(&snap));
+        snap.missing = missing;
         snap
     }
 
@@ -460,7 +516,7 @@ impl Offline {
                 pid,
                 comm: p.comm,
                 netns: Some(0),
-                socket_fds: Some(p.socket_fds),
+                socket_fds: p.listed.then_some(p.socket_fds),
                 fd_limit: p.fd_limit.or(shell.map(|s| s.0)),
                 fd_limit_hard: p.fd_limit_hard.or(shell.and_then(|s| s.1)),
                 states: p.states,
@@ -469,4 +525,135 @@ impl Offline {
             })
             .collect()
     }
+}
+
+/// A host name worth comparing: not empty, one word of host-name characters, not a
+/// placeholder (`localhost`, `(none)`).
+fn meaningful_host(name: &str) -> Option<&str> {
+    let name = name.trim().trim_end_matches('.');
+    let plain = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    let first = name.split('.').next().unwrap_or("");
+    let placeholder = first.eq_ignore_ascii_case("localhost") || first.is_empty();
+    (plain && !placeholder).then_some(name)
+}
+
+/// One host: the same first label, ignoring case (`web1`, `WEB1.example.com`).
+fn same_host(a: &str, b: &str) -> bool {
+    first_label(a).eq_ignore_ascii_case(first_label(b))
+}
+
+/// `web1` of `web1.example.com`.
+fn first_label(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+/// What the inputs did not contain, one entry per piece a check needs (the
+/// `Need`s of sockmedic-diagnose's catalog: each entry's `what` holds the words the
+/// catalog looks for, so a skipped check quotes the reason given here). Limits come
+/// before the figures they bound, so a check that has its figure but not its limit
+/// finds the limit's entry first.
+fn missing_pieces(snap: &Snapshot) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let mut add = |what: &str, why: &str| out.push(Missing::new(what, why));
+    let Some(ns) = snap.netns.first() else {
+        return out;
+    };
+    let (host, limits) = (&snap.host, &snap.host.limits);
+    if ns.sysctl.is_empty() {
+        add(
+            "per-namespace sysctls",
+            "no `sysctl -a`, `sysctl NAME` lines or /proc/sys/net files among the inputs: the sysctl audit cannot run",
+        );
+    }
+    let sysctl_why = |name: &str| {
+        format!(
+            "not among the inputs (save `sysctl -a`, or `cat /proc/sys/{}`)",
+            name.replace('.', "/")
+        )
+    };
+    if limits.tcp_max_orphans.is_none() {
+        add(
+            "net.ipv4.tcp_max_orphans",
+            &format!(
+                "{}: orphans cannot be compared with their limit",
+                sysctl_why("net.ipv4.tcp_max_orphans")
+            ),
+        );
+    }
+    if limits.tcp_mem.is_none() {
+        add(
+            "net.ipv4.tcp_mem",
+            &format!(
+                "{}: TCP memory cannot be compared with its limits",
+                sysctl_why("net.ipv4.tcp_mem")
+            ),
+        );
+    }
+    if limits.nf_conntrack_max.is_none() {
+        add(
+            "net.netfilter.nf_conntrack_max",
+            "not among the inputs (`sysctl -a` lists it only while nf_conntrack is loaded): conntrack use is unknown",
+        );
+    }
+    if !ns.sysctl.contains_key("net.ipv4.ip_local_port_range") {
+        add(
+            "net.ipv4.ip_local_port_range",
+            &format!(
+                "{}: ephemeral ports cannot be counted against the range",
+                sysctl_why("net.ipv4.ip_local_port_range")
+            ),
+        );
+    }
+    let s = &host.sockstat;
+    if s.tcp_alloc.is_none() && s.tcp_orphan.is_none() && s.tcp_mem_pages.is_none() {
+        add(
+            "/proc/net/sockstat",
+            "no saved sockstat or `ss -s`: orphans, allocated (\"closed\") sockets and TCP memory are unknown",
+        );
+    } else if s.tcp_mem_pages.is_none() {
+        add(
+            "TCP memory pages (sockstat mem)",
+            "`ss -s` does not print TCP memory: save /proc/net/sockstat too",
+        );
+    }
+    if host.file_nr.is_none() {
+        add(
+            "fs.file-nr",
+            "not among the inputs (`sysctl -a` or /proc/sys/fs/file-nr): the host's file handles are unknown",
+        );
+    }
+    if ns.counters.is_empty() {
+        add(
+            "/proc/net/snmp and /proc/net/netstat counters",
+            "no saved `netstat -s`, `nstat -az` or /proc/net/snmp: overflow and drop counters are unknown",
+        );
+    }
+    if ns.dump.is_none() {
+        add(
+            "TCP sockets (a socket listing)",
+            "no saved `ss -tan`, `netstat -ant` or /proc/net/tcp: no per-state counts, endpoints or listeners",
+        );
+    }
+    if snap.processes.is_empty() {
+        add(
+            "process list",
+            "no `ss -tanp`/`netstat -antp` output or /proc/PID/limits: findings cannot name a process",
+        );
+    } else if snap.processes.iter().all(|p| p.fds.is_none()) {
+        add(
+            "open fds per process",
+            "saved outputs give processes' sockets and limits, not how many fds each has open (`ls /proc/PID/fd | wc -l`): a process near its fd limit cannot be seen",
+        );
+    }
+    if snap.kernel_log.is_none() {
+        add(
+            "kernel log",
+            "no saved dmesg, journalctl -k or syslog kernel lines",
+        );
+    }
+    out
 }

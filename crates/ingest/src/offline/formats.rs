@@ -1,6 +1,6 @@
 //! The registry of saved formats: one entry each, recognised from the content.
 
-use super::Offline;
+use super::{host, shell, supportconfig, transcript, Offline};
 use sockmedic_collect::procfs;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -28,6 +28,19 @@ pub struct Format {
 
 /// Every format sockmedic reads, most specific first (the first match wins).
 pub static FORMATS: &[Format] = &[
+    // Containers first: they split their input and read each part as a format below.
+    Format {
+        name: SUPPORTCONFIG,
+        sniff: supportconfig::sniff,
+        parse: supportconfig::parse,
+        order: 1,
+    },
+    Format {
+        name: TRANSCRIPT,
+        sniff: transcript::sniff,
+        parse: transcript::parse,
+        order: 1,
+    },
     Format {
         name: "/proc/sys value",
         sniff: proc_sys_sniff,
@@ -46,6 +59,43 @@ pub static FORMATS: &[Format] = &[
         parse: counters_parse,
         order: 0,
     },
+    // Socket listings and counters (ss.rs, netstat.rs, proc_tcp.rs).
+    Format {
+        name: "ss -s",
+        sniff: super::ss::summary_sniff,
+        parse: super::ss::summary_parse,
+        order: 0,
+    },
+    Format {
+        name: "ss listing",
+        sniff: super::ss::listing_sniff,
+        parse: super::ss::listing_parse,
+        order: 1,
+    },
+    Format {
+        name: "netstat listing",
+        sniff: super::netstat::listing_sniff,
+        parse: super::netstat::listing_parse,
+        order: 1,
+    },
+    Format {
+        name: "netstat -s",
+        sniff: super::netstat::stats_sniff,
+        parse: super::netstat::stats_parse,
+        order: 0,
+    },
+    Format {
+        name: "nstat",
+        sniff: super::netstat::nstat_sniff,
+        parse: super::netstat::nstat_parse,
+        order: 0,
+    },
+    Format {
+        name: "/proc/net/tcp",
+        sniff: super::proc_tcp::sniff,
+        parse: super::proc_tcp::parse,
+        order: 1,
+    },
     Format {
         name: "sysctl -a",
         sniff: sysctl_sniff,
@@ -58,20 +108,96 @@ pub static FORMATS: &[Format] = &[
         parse: kernel_log_parse,
         order: 2,
     },
+    Format {
+        name: "sysctl lines",
+        sniff: transcript::sysctl_lines_sniff,
+        parse: transcript::sysctl_lines_parse,
+        order: 0,
+    },
+    Format {
+        name: "ulimit -a",
+        sniff: shell::ulimit_a_sniff,
+        parse: shell::ulimit_a_parse,
+        order: 0,
+    },
+    Format {
+        name: "/proc/PID/limits",
+        sniff: shell::limits_sniff,
+        parse: shell::limits_parse,
+        order: 0,
+    },
+    Format {
+        name: "uname -a",
+        sniff: host::uname_sniff,
+        parse: host::uname_parse,
+        order: 0,
+    },
+    Format {
+        name: "hostname",
+        sniff: host::hostname_sniff,
+        parse: host::hostname_parse,
+        order: 0,
+    },
+    Format {
+        name: "date",
+        sniff: host::date_sniff,
+        parse: host::date_parse,
+        order: 0,
+    },
+    Format {
+        name: "/proc/sys/fs/file-nr",
+        sniff: host::file_nr_sniff,
+        parse: host::file_nr_parse,
+        order: 0,
+    },
 ];
+
+/// The names of the container formats (parts of them are never containers).
+const SUPPORTCONFIG: &str = "supportconfig file";
+const TRANSCRIPT: &str = "terminal transcript";
+
+/// The format of a part of a container (a transcript's command output, a
+/// supportconfig section): any format but the containers.
+pub(crate) fn detect_leaf(head: &str, input: &Input) -> Option<&'static Format> {
+    FORMATS
+        .iter()
+        .filter(|f| f.name != SUPPORTCONFIG && f.name != TRANSCRIPT)
+        .find(|f| (f.sniff)(head, input))
+}
 
 /// The format of an input, from its first bytes.
 pub fn detect(head: &str, input: &Input) -> Option<&'static Format> {
     FORMATS.iter().find(|f| (f.sniff)(head, input))
 }
 
-fn read_all(text: &mut dyn BufRead) -> Result<String, String> {
+pub(crate) fn read_all(text: &mut dyn BufRead) -> Result<String, String> {
     let mut s = String::new();
     let mut buf = Vec::new();
     text.read_to_end(&mut buf)
         .map_err(|e| format!("cannot read: {e}"))?;
     s.push_str(&String::from_utf8_lossy(&buf));
     Ok(s)
+}
+
+/// Parses `text`; when that fails and the text ends in the middle of a line (a file
+/// cut short), parses it again without the cut line, and then without the line
+/// before it too (a counter table's header whose values were cut).
+fn whole_lines<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, String> {
+    let first = parse(text);
+    if first.is_ok() || text.ends_with('\n') {
+        return first;
+    }
+    let mut shorter = text;
+    for _ in 0..2 {
+        match shorter.rfind('\n') {
+            Some(i) => shorter = &shorter[..i],
+            None => break,
+        }
+        if let Ok(v) = parse(shorter) {
+            return Ok(v);
+        }
+    }
+    first
 }
 
 fn first_line(head: &str) -> &str {
@@ -88,7 +214,8 @@ fn proc_sys_name(input: &Input) -> Option<String> {
 }
 
 fn proc_sys_sniff(head: &str, input: &Input) -> bool {
-    proc_sys_name(input).is_some() && head.lines().count() <= 1 && !head.contains('=')
+    let lines = head.lines().filter(|l| !l.trim().is_empty()).count();
+    proc_sys_name(input).is_some() && lines <= 1 && !head.contains('=')
 }
 
 fn proc_sys_parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> Result<(), String> {
@@ -105,12 +232,15 @@ fn proc_sys_parse(text: &mut dyn BufRead, out: &mut Offline, input: &Input) -> R
 
 fn sockstat_sniff(head: &str, _: &Input) -> bool {
     let l = first_line(head);
-    l.starts_with("sockets: used") || (l.starts_with("TCP6: inuse") && !head.contains(" fd "))
+    l.starts_with("sockets: used")
+        || (l.starts_with("TCP6: inuse") && !head.contains(" fd "))
+        // A pasted `TCP:` line alone (incident 3's `TCP: inuse 81 orphan 0 tw 6 ...`).
+        || l.starts_with("TCP: inuse")
 }
 
 fn sockstat_parse(text: &mut dyn BufRead, out: &mut Offline, _: &Input) -> Result<(), String> {
     let t = read_all(text)?;
-    let sections = procfs::parse_sockstat(&t).map_err(|e| e.to_string())?;
+    let sections = whole_lines(&t, |t| procfs::parse_sockstat(t).map_err(|e| e.to_string()))?;
     for (section, fields) in sections {
         for (field, v) in fields {
             out.sockstat(&section, &field, v);
@@ -135,7 +265,9 @@ fn counters_sniff(head: &str, _: &Input) -> bool {
 
 fn counters_parse(text: &mut dyn BufRead, out: &mut Offline, _: &Input) -> Result<(), String> {
     let t = read_all(text)?;
-    let table = procfs::parse_counter_table(&t).map_err(|e| e.to_string())?;
+    let table = whole_lines(&t, |t| {
+        procfs::parse_counter_table(t).map_err(|e| e.to_string())
+    })?;
     for (section, values) in table {
         for (name, v) in values {
             out.counter(&section, &name, v);

@@ -11,7 +11,14 @@
 mod builder;
 pub mod bundle;
 mod formats;
+mod host;
+mod netstat;
 mod path;
+mod proc_tcp;
+mod shell;
+mod ss;
+mod supportconfig;
+mod transcript;
 
 pub use builder::{Offline, ReadOptions, SsSummary, DEFAULT_TOP};
 pub use formats::{detect, Format, Input, FORMATS};

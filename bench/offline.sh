@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/offline.sh: reading a saved `ss -tan` (see bench/README.md).
+#
+#   bench/offline.sh [--sockets N] [--runs R] [--file FILE] [--out FILE]
+#
+# Generates a realistic N-line `ss -tan` (default 1,000,000; bench/gen_ss_tan.py, whose
+# format is first checked byte for byte against the real captures in
+# crates/ingest/tests/fixtures/offline), then times with hyperfine, side by side:
+# sockmedic reading it (`sockets --from FILE --json`, `check --from FILE --once --json`)
+# and the awk/sort pipelines people run on such a file. Writes a Markdown table with
+# the ratios (default bench/out/offline.md). Root is not needed.
+#
+# Exit status: non-zero only if something did not run, or sockmedic's per-state counts
+# differ from awk's. Timings are reported, never asserted.
+set -euo pipefail
+
+SOCKETS=1000000 RUNS=10 FILE= OUT=
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--sockets) SOCKETS=$2; shift 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	--file) FILE=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "offline.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUTDIR=$ROOT/bench/out
+mkdir -p "$OUTDIR/json"
+OUT=${OUT:-$OUTDIR/offline.md}
+FILE=${FILE:-$OUTDIR/ss-tan-$SOCKETS.txt}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SM=$TARGET/release/sockmedic
+log() { printf 'offline.sh: %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null || { log "missing $1 (scripts/install-deps installs it)"; exit 1; }; }
+need hyperfine
+need python3
+need awk
+
+log "cargo build --release -p sockmedic"
+(cd "$ROOT" && cargo build --release -q -p sockmedic)
+
+FIX=$ROOT/crates/ingest/tests/fixtures/offline
+log "checking the generator's format against real ss -tan captures"
+python3 "$ROOT/bench/gen_ss_tan.py" --check "$FIX/ss-tan.txt" "$FIX/ss-tn.txt" "$FIX/ss-tan-lastack-storm.txt"
+if [[ ! -s $FILE ]]; then
+	log "generating $FILE ($SOCKETS sockets)"
+	python3 "$ROOT/bench/gen_ss_tan.py" --sockets "$SOCKETS" --out "$FILE"
+fi
+
+# Correctness first: the per-state counts must agree.
+awk_counts=$(awk 'NR > 1 { c[$1]++ } END { for (s in c) print s, c[s] }' "$FILE" | sort)
+sm_counts=$("$SM" sockets --from "$FILE" --json | python3 -c '
+import json, sys
+names = {"ESTABLISHED": "ESTAB"}
+for s, n in json.load(sys.stdin)["netns"][0]["states"].items():
+    if n:
+        print(names.get(s, s), n)' | sort)
+if [[ $awk_counts != "$sm_counts" ]]; then
+	log "per-state counts differ: awk:"; echo "$awk_counts" >&2
+	log "sockmedic:"; echo "$sm_counts" >&2
+	exit 1
+fi
+
+# Make the file's pages resident, as for every command alike.
+cat "$FILE" >/dev/null
+names=(
+	"sockmedic sockets --from FILE --json"
+	"sockmedic check --from FILE --once --json"
+	"awk '{print \$1}' FILE | sort | uniq -c"
+	"awk '\$1==\"ESTAB\"{print \$4}' FILE | sort | uniq -c | sort -rn | head"
+	"awk '{c[\$1]++} END {for (s in c) print c[s], s}' FILE"
+)
+cmds=(
+	"$SM sockets --from $FILE --json >/dev/null"
+	# check exits 1/2 when it finds something: a finding is not a failure here.
+	"$SM check --from $FILE --once --json >/dev/null; true"
+	"awk '{print \$1}' $FILE | sort | uniq -c >/dev/null"
+	"awk '\$1==\"ESTAB\"{print \$4}' $FILE | sort | uniq -c | sort -rn | head >/dev/null"
+	"awk '{c[\$1]++} END {for (s in c) print c[s], s}' $FILE >/dev/null"
+)
+args=()
+for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+log "hyperfine: ${#cmds[@]} commands, $RUNS runs each"
+hyperfine -w 2 -r "$RUNS" --export-json "$OUTDIR/json/offline.json" "${args[@]}" >&2
+
+python3 - "$OUTDIR/json/offline.json" "$OUT" "$FILE" <<'PY'
+import json, os, platform, subprocess, sys
+res = json.load(open(sys.argv[1]))["results"]
+out, path = sys.argv[2], sys.argv[3]
+lines = sum(1 for _ in open(path, "rb"))
+med = {r["command"]: r["median"] for r in res}
+sm = [r for r in res if r["command"].startswith("sockmedic")]
+pipes = [r for r in res if not r["command"].startswith("sockmedic")]
+awk = subprocess.run(["sh", "-c", "readlink -f $(command -v awk)"], capture_output=True, text=True).stdout.strip()
+rows = ["| command | median | min | max | vs `sockets --from` | vs `check --from` |", "|---|---:|---:|---:|---:|---:|"]
+for r in res:
+    ratios = [r["median"] / s["median"] for s in sm]
+    rows.append("| `{}` | {:.0f} ms | {:.0f} ms | {:.0f} ms | {} | {} |".format(
+        r["command"].replace("|", "\\|"), r["median"] * 1000, r["min"] * 1000, r["max"] * 1000,
+        *(f"{x:.2f}x" for x in ratios)))
+sorts = [p for p in pipes if "sort" in p["command"]]
+fastest_sort = min(p["median"] for p in sorts)
+target = [f"- `{s['command']}`: {fastest_sort / s['median']:.2f}x faster than the fastest awk/sort pipeline "
+          f"(target 10x: {'met' if fastest_sort / s['median'] >= 10 else 'missed'})" for s in sm]
+with open(out, "w") as f:
+    f.write(f"## Reading a saved `ss -tan` of {lines - 1:,} sockets\n\n")
+    f.write(f"{os.path.getsize(path) / 1e6:.0f} MB, generated by bench/gen_ss_tan.py (ss 6.x format, checked against real captures); "
+            f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+            f"awk is {awk}, LC_ALL={os.environ.get('LC_ALL', '')!r} LANG={os.environ.get('LANG', '')!r}; "
+            f"hyperfine, page cache warm, {res[0]['times'].__len__()} runs each. "
+            "A ratio above 1 means that command is slower than sockmedic's.\n\n")
+    f.write("\n".join(rows) + "\n\n" + "\n".join(target) + "\n")
+print(open(out).read())
+PY
