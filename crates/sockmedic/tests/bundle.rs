@@ -601,7 +601,7 @@ fn run_script(ns: &TestNetns, shell: &str, dir: &TempDir) -> PathBuf {
 
 fn script_reads_back(shell: &str) {
     let mut ns = TestNetns::new(&format!("bun-script-{}", shell.replace(' ', "-")));
-    let _h = ns.start_holder(&[
+    let h = ns.start_holder(&[
         "--listen",
         "127.0.0.1:7630",
         "--connect",
@@ -630,8 +630,8 @@ fn script_reads_back(shell: &str) {
     let run = sockmedic(&["check", "--from", s(&out), "--once", "--json"]);
     let report = check_report(&run);
     assert_eq!(report["source"]["kind"], "text");
-    // The namespace's sockets are seen: 5 connections both ways and one listener
-    // in its sockstat; per state once the ss listing is read.
+    // The namespace's sockets are seen: 5 connections both ways and one listener,
+    // in its sockstat and in the ss listing.
     let ns0 = &report["netns"][0];
     assert_eq!(ns0["sockstat"]["tcp_inuse"].as_u64(), Some(11), "{ns0}");
     assert_eq!(
@@ -641,11 +641,20 @@ fn script_reads_back(shell: &str) {
             .as_str(),
         "{ns0}"
     );
-    if !ns0["dump"].is_null() {
-        let states = states_of(ns0);
-        assert_eq!(states.get("ESTABLISHED"), Some(&10), "{ns0}");
-        assert_eq!(states.get("LISTEN"), Some(&1), "{ns0}");
-    }
+    let states = states_of(ns0);
+    assert_eq!(states.get("ESTABLISHED"), Some(&10), "{ns0}");
+    assert_eq!(states.get("LISTEN"), Some(&1), "{ns0}");
+    // The holders are named, from ss -p, with their fd limits.
+    let holder = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(h.pid as u64));
+    assert!(
+        holder.is_some(),
+        "the holder is not among the processes: {}",
+        report["processes"]
+    );
     // Other namespaces are kept apart, each readable alone.
     let others = out.join("netns");
     assert!(others.is_dir(), "no netns/ in the script's output");
