@@ -681,3 +681,26 @@ fn the_script_runs_under_busybox_sh_when_installed() {
     }
     script_reads_back("busybox sh");
 }
+
+#[test]
+fn a_damaged_or_foreign_archive_is_exit_3_with_one_line() {
+    let dir = TempDir::new("damaged");
+    let file = dir.join("b.tar.gz");
+    collect(&file, &[]);
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    // A tar.gz of saved outputs that is not a bundle.
+    let sockstat = dir.join("sockstat");
+    std::fs::write(&sockstat, std::fs::read("/proc/net/sockstat").unwrap()).unwrap();
+    let foreign = dir.join("outputs.tar.gz");
+    run_ok(Command::new("tar").args(["-czf", s(&foreign), "-C", s(&dir.0), "sockstat"]));
+    for (f, says) in [(&cut, "truncated"), (&foreign, "not a sockmedic bundle")] {
+        let run = sockmedic(&["check", "--from", s(f), "--once", "--json"]);
+        run.assert_no_panic();
+        assert_eq!(run.output.status.code(), Some(3), "{}", run.describe());
+        let err = run.stderr();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(s(f)) && err.contains(says), "{err}");
+    }
+}

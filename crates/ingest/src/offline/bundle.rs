@@ -762,21 +762,38 @@ fn files_of_tar(path: &Path) -> Result<Option<Files>, IngestError> {
     let entries = archive
         .entries()
         .map_err(|e| io_err(&name, format!("not a readable tar archive: {e}")))?;
+    let not_ours = |what: &str| {
+        IngestError::Unrecognised {
+        path: name.clone(),
+        hint: format!(
+            "{what}, not a sockmedic bundle (no manifest.json first); unpack an archive of saved outputs (a sosreport) and give --from its directory"
+        ),
+    }
+    };
+    let kind = if gz { "a gzip file" } else { "a tar archive" };
     let mut map = HashMap::new();
     for entry in entries {
-        let mut entry = entry.map_err(|e| io_err(&name, format!("damaged archive: {e}")))?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(_) if map.is_empty() => return Err(not_ours(kind)),
+            Err(e) => return Err(io_err(&name, format!("truncated or damaged bundle: {e}"))),
+        };
         if !entry.header().entry_type().is_file() {
             continue;
         }
         let p = entry
             .path()
-            .map_err(|e| io_err(&name, format!("damaged archive: {e}")))?
+            .map_err(|e| io_err(&name, format!("truncated or damaged bundle: {e}")))?
             .to_string_lossy()
             .into_owned();
         // A bundle starts with its manifest; any other archive (a sosreport) is
         // not read further here.
         if map.is_empty() && p.rsplit('/').next() != Some(MANIFEST) {
-            return Ok(None);
+            return Err(not_ours(if gz {
+                "a tar.gz archive"
+            } else {
+                "a tar archive"
+            }));
         }
         if entry.size() > MAX_ENTRY {
             return Err(io_err(
@@ -787,7 +804,7 @@ fn files_of_tar(path: &Path) -> Result<Option<Files>, IngestError> {
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| io_err(&name, format!("{p}: {e} (truncated bundle?)")))?;
+            .map_err(|e| io_err(&name, format!("{p}: {e} (truncated or damaged bundle)")))?;
         map.insert(p, bytes);
     }
     Ok(strip_top(map).map(|map| Files { name, map }))
