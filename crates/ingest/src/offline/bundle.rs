@@ -801,7 +801,8 @@ fn files_of_tar(path: &Path) -> Result<Option<Files>, IngestError> {
                 format!("{p}: {} bytes, too large", entry.size()),
             ));
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        // The header's size is the archive's word: reserve no more than 64 MiB on it.
+        let mut bytes = Vec::with_capacity(entry.size().min(64 << 20) as usize);
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| io_err(&name, format!("{p}: {e} (truncated or damaged bundle)")))?;
@@ -922,18 +923,22 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
                 return Ok(None);
             };
             let mut parts = Vec::new();
+            let mut error = d.error.clone();
             if !d.cut {
                 for i in 0..d.parts {
                     let p = nlrec_path(n.id, stage, i);
-                    let bytes = files.get(&p).ok_or_else(|| {
-                        files.err(format!("{p}: listed in manifest.json but missing"))
-                    })?;
-                    parts.push(RawDump::from_bytes(bytes.to_vec()));
+                    match files.get(&p) {
+                        Some(bytes) => parts.push(RawDump::from_bytes(bytes.to_vec())),
+                        // A partly readable bundle still yields the rest.
+                        None => {
+                            error.get_or_insert(format!("{p}: not in the bundle"));
+                        }
+                    }
                 }
             }
             Ok(Some(DumpRecord {
                 parts,
-                error: d.error.clone(),
+                error,
                 gone: d.gone,
                 cut: d.cut,
                 duration_ms: d.duration_ms,
@@ -960,15 +965,20 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
             bound,
         });
     }
-    let (scan, probes) = match &m.process_scan {
-        Some(summary) => {
-            let text = files
-                .get("processes.jsonl")
-                .ok_or_else(|| files.err("processes.jsonl: listed in manifest.json but missing"))?;
+    let mut lost = Vec::new();
+    let (scan, probes) = match (&m.process_scan, files.get("processes.jsonl")) {
+        (Some(summary), Some(text)) => {
             let (scan, probes) = scan_of(text, summary).map_err(|e| files.err(e))?;
             (Some(scan), probes)
         }
-        None => (None, BTreeMap::new()),
+        (Some(_), None) => {
+            lost.push(Missing::new(
+                "processes",
+                "processes.jsonl is not in the bundle: no process is named",
+            ));
+            (None, BTreeMap::new())
+        }
+        (None, _) => (None, BTreeMap::new()),
     };
     let kube: KubeFile = match files.get("naming/kube.json") {
         Some(b) => {
@@ -991,6 +1001,8 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
     let live = files
         .get("snapshot.json")
         .and_then(|b| serde_json::from_slice::<Snapshot>(b).ok());
+    let mut naming_missing = m.missing.naming.clone();
+    naming_missing.extend(lost);
     let rec = Recording {
         source,
         here: m.here_netns,
@@ -999,12 +1011,12 @@ fn recording_of(files: &Files) -> Result<(Recording, Manifest), IngestError> {
         mode: mode_of(&m.options.mode),
         states: m.options.states,
         port: m.options.port,
-        processes: m.options.processes,
+        processes: m.options.processes && scan.is_some(),
         cmdline: m.options.include_cmdline,
         so_error: m.options.so_error,
         discovery_complete: m.discovery_complete,
         discovery_missing: m.missing.discovery.clone(),
-        naming_missing: m.missing.naming.clone(),
+        naming_missing,
         kube: KubeRecord {
             pods: kube.pods.into_iter().collect(),
             containers: kube
