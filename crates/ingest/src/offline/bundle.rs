@@ -229,6 +229,9 @@ pub struct ProcessLine {
     pub thread_netns: Vec<u64>,
     /// `/proc/PID/cgroup` as read.
     pub cgroup: Option<String>,
+    /// The cgroup path it names (v2, or v1's systemd/memory line), for reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_path: Option<String>,
     /// RLIMIT_NOFILE (soft, hard); `u64::MAX` is unlimited.
     pub fd_soft: Option<u64>,
     pub fd_hard: Option<u64>,
@@ -604,6 +607,10 @@ fn process_line(
         netns: p.netns,
         thread_netns: p.thread_netns.clone(),
         cgroup: p.cgroup.clone(),
+        cgroup_path: p
+            .cgroup
+            .as_deref()
+            .and_then(sockmedic_collect::cgroup::process_cgroup_path),
         fd_soft: p.fd_soft,
         fd_hard: p.fd_hard,
         fds: p.fds,
