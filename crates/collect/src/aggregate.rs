@@ -27,65 +27,117 @@ pub const STATE_SLOTS: usize = 14;
 /// `capacity` distinct keys; after that a new key replaces the smallest one and
 /// inherits its count as `error`, so every kept count is an upper bound and
 /// `count - error` a lower bound.
+///
+/// Laid out for a million distinct endpoints going through sixteen thousand
+/// slots, where every new key evicts: O(1) per `add(key, 1)`, and few cache lines
+/// touched. The paper's "Stream-Summary" buckets (keys of equal count) are runs
+/// of one array holding the slots sorted by count, so a key counted once more
+/// swaps to the end of its run and joins the next one (or its run is renumbered),
+/// and the key to evict is the last of the first run: no linked lists to chase.
+/// The keys are found through an open-addressing index of (hash, slot) pairs.
+/// `add(key, n)` with `n > 1` hops over the runs between the old count and the
+/// new one. Memory: at most `capacity` slots, `capacity` positions and buckets,
+/// and an index of twice the capacity.
 pub struct TopCounter<K> {
     capacity: usize,
-    index: FxHashMap<K, u32>,
+    /// `hash << 32 | slot + 1` (0: empty), linear probing, at most half full.
+    index: Vec<u64>,
     slots: Vec<Slot<K>>,
-    /// Min-heap of slot numbers ordered by count.
-    heap: Vec<u32>,
-    /// Position of each slot in `heap`.
-    heap_pos: Vec<u32>,
+    /// Per slot, apart from the keys (the hot part): its position in `order`,
+    /// its bucket, its key's hash.
+    at: Vec<At>,
+    /// Slot numbers by ascending count, in `order[base..]`; each bucket is a run.
+    /// New slots come in at the low end, where the small counts are.
+    order: Vec<u32>,
+    base: u32,
+    buckets: Vec<Bucket>,
+    /// Buckets no longer in use, reused before `buckets` grows.
+    free: Vec<u32>,
     evicted: bool,
 }
 
 struct Slot<K> {
     key: K,
-    count: u64,
     error: u64,
+}
+
+#[derive(Clone, Copy)]
+struct At {
+    pos: u32,
+    bucket: u32,
+    hash: u32,
+}
+
+/// The slots of one count: `order[start..end]`.
+#[derive(Clone, Copy)]
+struct Bucket {
+    count: u64,
+    start: u32,
+    end: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+fn hash_of<K: std::hash::Hash>(key: &K) -> u32 {
+    use std::hash::BuildHasher;
+    let h = rustc_hash::FxBuildHasher.hash_one(key);
+    (h ^ (h >> 32)) as u32
 }
 
 impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     pub fn new(capacity: usize) -> TopCounter<K> {
         TopCounter {
-            capacity: capacity.max(1),
-            index: FxHashMap::default(),
+            capacity: capacity.clamp(1, u32::MAX as usize / 4),
+            index: Vec::new(),
             slots: Vec::new(),
-            heap: Vec::new(),
-            heap_pos: Vec::new(),
+            at: Vec::new(),
+            order: Vec::new(),
+            base: 0,
+            buckets: Vec::new(),
+            free: Vec::new(),
             evicted: false,
         }
     }
 
     /// Counts `n` more for `key`.
     pub fn add(&mut self, key: K, n: u64) {
-        if let Some(&slot) = self.index.get(&key) {
-            self.slots[slot as usize].count += n;
-            self.sift_down(self.heap_pos[slot as usize] as usize);
+        let hash = hash_of(&key);
+        if let Some(slot) = self.find(&key, hash) {
+            if n > 0 {
+                self.raise(slot, n);
+            }
         } else if self.slots.len() < self.capacity {
+            self.grow();
             let slot = self.slots.len() as u32;
-            self.slots.push(Slot {
-                key,
-                count: n,
-                error: 0,
+            self.slots.push(Slot { key, error: 0 });
+            self.base -= 1;
+            let pos = self.base;
+            self.order[pos as usize] = slot;
+            self.at.push(At {
+                pos,
+                bucket: NIL,
+                hash,
             });
-            self.index.insert(key, slot);
-            self.heap.push(slot);
-            self.heap_pos.push(self.heap.len() as u32 - 1);
-            self.sift_up(self.heap.len() - 1);
+            self.index_insert(slot, hash);
+            self.settle(slot, pos, n);
         } else {
-            // Replace the smallest: the newcomer may have had up to its count before.
-            let slot = self.heap[0];
-            let s = &mut self.slots[slot as usize];
-            self.index.remove(&s.key);
-            let floor = s.count;
-            *s = Slot {
-                key,
-                count: floor + n,
-                error: floor,
-            };
-            self.index.insert(key, slot);
+            // Replace the smallest (the last of the first run): the newcomer may
+            // have had up to its count before.
+            let min = self.at[self.order[self.base as usize] as usize].bucket;
+            let Bucket {
+                count: floor,
+                start,
+                end,
+            } = self.buckets[min as usize];
+            let pos = end - 1;
+            let slot = self.order[pos as usize];
+            self.index_remove(slot, self.at[slot as usize].hash);
+            self.slots[slot as usize] = Slot { key, error: floor };
+            self.at[slot as usize].hash = hash;
+            self.index_insert(slot, hash);
             self.evicted = true;
-            self.sift_down(0);
+            self.leave(min, start, pos);
+            self.settle(slot, pos, floor + n);
         }
     }
 
@@ -94,17 +146,206 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         !self.evicted
     }
 
+    /// Distinct keys kept.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn count_of(&self, slot: u32) -> u64 {
+        self.buckets[self.at[slot as usize].bucket as usize].count
+    }
+
     /// The smallest count kept: the most a key that is not kept can have had.
     fn floor(&self) -> u64 {
-        if self.evicted {
-            self.heap
-                .first()
-                .map(|s| self.slots[*s as usize].count)
-                .unwrap_or(0)
-        } else {
-            0
+        match self.order.get(self.base as usize) {
+            Some(&slot) if self.evicted => self.count_of(slot),
+            _ => 0,
         }
     }
+
+    // ------------------------------------------------------------ the runs
+
+    /// Counts `n` (> 0) more for the kept `slot`.
+    fn raise(&mut self, slot: u32, n: u64) {
+        let At { pos, bucket, .. } = self.at[slot as usize];
+        let Bucket { count, start, end } = self.buckets[bucket as usize];
+        let last = end - 1;
+        let count = count + n;
+        if start == last
+            && self
+                .order
+                .get(end as usize)
+                .is_none_or(|&o| self.buckets[self.at[o as usize].bucket as usize].count > count)
+        {
+            // Alone in its run, and no run in between: renumber in place.
+            self.buckets[bucket as usize].count = count;
+            return;
+        }
+        // To the end of its run, out of it, then up to its new count.
+        self.swap(pos, last);
+        self.leave(bucket, start, last);
+        self.settle(slot, last, count);
+    }
+
+    /// The run `bucket` (`start..pos + 1`) gives up its last position `pos`.
+    fn leave(&mut self, bucket: u32, start: u32, pos: u32) {
+        if start == pos {
+            self.free.push(bucket);
+        } else {
+            self.buckets[bucket as usize].end = pos;
+        }
+    }
+
+    /// Puts `slot`, at `pos` and in no run, in the run of `count`: the runs
+    /// below `pos` count less (or as much: it joins the one ending there), the
+    /// ones above less only when `count` is more than one above the slot's old
+    /// count (it hops over them).
+    fn settle(&mut self, slot: u32, mut pos: u32, count: u64) {
+        if pos > self.base {
+            let below = self.at[self.order[pos as usize - 1] as usize].bucket;
+            if self.buckets[below as usize].count == count {
+                self.buckets[below as usize].end = pos + 1;
+                self.at[slot as usize].bucket = below;
+                return;
+            }
+        }
+        while let Some(&o) = self.order.get(pos as usize + 1) {
+            let next = self.at[o as usize].bucket;
+            let b = self.buckets[next as usize];
+            if b.count == count {
+                self.buckets[next as usize].start = pos;
+                self.at[slot as usize].bucket = next;
+                return;
+            }
+            if b.count > count {
+                break;
+            }
+            // Hop over the run: its last slot takes `pos`, the run moves down one.
+            let top = b.end - 1;
+            self.swap(pos, top);
+            self.buckets[next as usize] = Bucket {
+                start: pos,
+                end: top,
+                ..b
+            };
+            pos = top;
+        }
+        let bucket = Bucket {
+            count,
+            start: pos,
+            end: pos + 1,
+        };
+        let b = match self.free.pop() {
+            Some(b) => {
+                self.buckets[b as usize] = bucket;
+                b
+            }
+            None => {
+                self.buckets.push(bucket);
+                self.buckets.len() as u32 - 1
+            }
+        };
+        self.at[slot as usize].bucket = b;
+    }
+
+    /// Swaps the slots at two positions of `order`.
+    fn swap(&mut self, a: u32, b: u32) {
+        if a != b {
+            self.order.swap(a as usize, b as usize);
+            let (sa, sb) = (self.order[a as usize], self.order[b as usize]);
+            self.at[sa as usize].pos = a;
+            self.at[sb as usize].pos = b;
+        }
+    }
+
+    /// Room for one more slot: `order` and the index grow by doubling (up to
+    /// the capacity), so a table of three listeners stays small.
+    fn grow(&mut self) {
+        let len = self.slots.len();
+        if self.base == 0 {
+            let old = self.order.len();
+            let new = (old * 2).max(8).min(self.capacity);
+            let shift = (new - old) as u32;
+            let mut order = vec![0; new];
+            order[new - old..].copy_from_slice(&self.order);
+            self.order = order;
+            self.base += shift;
+            for a in &mut self.at {
+                a.pos += shift;
+            }
+            for b in &mut self.buckets {
+                b.start += shift;
+                b.end += shift;
+            }
+        }
+        if (len + 1) * 2 > self.index.len() {
+            self.index = vec![0; (self.index.len() * 2).max(16)];
+            for slot in 0..len as u32 {
+                self.index_insert(slot, self.at[slot as usize].hash);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ the index
+
+    fn find(&self, key: &K, hash: u32) -> Option<u32> {
+        let mask = self.index.len().checked_sub(1)?;
+        let mut i = hash as usize & mask;
+        loop {
+            let e = self.index[i];
+            if e == 0 {
+                return None;
+            }
+            if (e >> 32) as u32 == hash {
+                let slot = e as u32 - 1;
+                if self.slots[slot as usize].key == *key {
+                    return Some(slot);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn index_insert(&mut self, slot: u32, hash: u32) {
+        let mask = self.index.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.index[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.index[i] = u64::from(hash) << 32 | u64::from(slot + 1);
+    }
+
+    /// Takes `slot`'s entry out, moving back the entries after it that may move
+    /// (linear probing's deletion: no tombstones, so the index never fills up).
+    fn index_remove(&mut self, slot: u32, hash: u32) {
+        let mask = self.index.len() - 1;
+        let entry = u64::from(hash) << 32 | u64::from(slot + 1);
+        let mut i = hash as usize & mask;
+        while self.index[i] != entry {
+            i = (i + 1) & mask;
+        }
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let e = self.index[j];
+            if e == 0 {
+                break;
+            }
+            let home = (e >> 32) as usize & mask;
+            // `e` may fill the hole unless its home lies after the hole.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
+                self.index[i] = e;
+                i = j;
+            }
+        }
+        self.index[i] = 0;
+    }
+
+    // ------------------------------------------------------------ merge, top
 
     /// Folds another counter in. Counts add; a key missing from a counter that
     /// evicted may have had up to that counter's floor, which adds to its error.
@@ -113,29 +354,60 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             return;
         }
         let (self_floor, other_floor) = (self.floor(), other.floor());
-        let mut all: FxHashMap<K, (u64, u64)> = FxHashMap::default();
-        for s in self.slots.drain(..) {
-            let (c, e) = if other.index.contains_key(&s.key) {
-                (s.count, s.error)
-            } else {
-                (s.count + other_floor, s.error + other_floor)
+        let mut rows: Vec<(K, u64, u64)> = Vec::with_capacity(self.len() + other.len());
+        for (i, s) in self.slots.iter().enumerate() {
+            let c = self.count_of(i as u32);
+            rows.push(match other.find(&s.key, self.at[i].hash) {
+                Some(o) => (
+                    s.key,
+                    c + other.count_of(o),
+                    s.error + other.slots[o as usize].error,
+                ),
+                None => (s.key, c + other_floor, s.error + other_floor),
+            });
+        }
+        for (i, s) in other.slots.iter().enumerate() {
+            if self.find(&s.key, other.at[i].hash).is_none() {
+                let c = other.count_of(i as u32);
+                rows.push((s.key, c + self_floor, s.error + self_floor));
+            }
+        }
+        let evicted = self.evicted || other.evicted || rows.len() > self.capacity;
+        self.rebuild(rows, evicted);
+    }
+
+    /// Refills the counter with `rows` (distinct keys), keeping the heaviest.
+    fn rebuild(&mut self, mut rows: Vec<(K, u64, u64)>, evicted: bool) {
+        let capacity = self.capacity;
+        if rows.len() > capacity {
+            rows.select_nth_unstable_by_key(capacity - 1, |r| std::cmp::Reverse(r.1));
+            rows.truncate(capacity);
+        }
+        rows.sort_unstable_by_key(|r| r.1);
+        let len = rows.len();
+        *self = TopCounter::new(capacity);
+        self.index = vec![0; (len * 2).next_power_of_two().max(16)];
+        self.order = (0..len as u32).collect();
+        for (pos, (key, count, error)) in rows.into_iter().enumerate() {
+            let hash = hash_of(&key);
+            self.slots.push(Slot { key, error });
+            let pos = pos as u32;
+            let bucket = match self.buckets.last_mut() {
+                Some(b) if b.count == count => {
+                    b.end = pos + 1;
+                    self.buckets.len() as u32 - 1
+                }
+                _ => {
+                    self.buckets.push(Bucket {
+                        count,
+                        start: pos,
+                        end: pos + 1,
+                    });
+                    self.buckets.len() as u32 - 1
+                }
             };
-            all.insert(s.key, (c, e));
-        }
-        for s in other.slots {
-            let entry = all.entry(s.key).or_insert((self_floor, self_floor));
-            entry.0 += s.count;
-            entry.1 += s.error;
-        }
-        let evicted = self.evicted || other.evicted || all.len() > self.capacity;
-        let mut rows: Vec<(K, u64, u64)> = all.into_iter().map(|(k, (c, e))| (k, c, e)).collect();
-        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.1));
-        rows.truncate(self.capacity);
-        *self = TopCounter::new(self.capacity);
-        for (k, c, e) in rows {
-            self.add(k, c);
-            let slot = self.index[&k] as usize;
-            self.slots[slot].error = e;
+            self.at.push(At { pos, bucket, hash });
+            self.index_insert(pos, hash);
         }
         self.evicted = evicted;
     }
@@ -145,54 +417,55 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     where
         K: Ord,
     {
-        let mut rows: Vec<(K, u64, u64)> = self
-            .slots
-            .iter()
-            .map(|s| (s.key, s.count, s.error))
-            .collect();
+        let mut rows: Vec<(K, u64, u64)> = Vec::new();
+        // Whole runs from the heaviest until `n` are taken: the last run's keys
+        // tie, and the sort picks among them in key order.
+        let mut end = self.order.len() as u32;
+        while end > self.base && rows.len() < n {
+            let b = self.buckets[self.at[self.order[end as usize - 1] as usize].bucket as usize];
+            for &slot in &self.order[b.start as usize..b.end as usize] {
+                let s = &self.slots[slot as usize];
+                rows.push((s.key, b.count, s.error));
+            }
+            end = b.start;
+        }
         rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         rows.truncate(n);
         rows
     }
 
-    fn less(&self, a: usize, b: usize) -> bool {
-        self.slots[self.heap[a] as usize].count < self.slots[self.heap[b] as usize].count
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.heap_pos[self.heap[a] as usize] = a as u32;
-        self.heap_pos[self.heap[b] as usize] = b as u32;
-    }
-
-    fn sift_up(&mut self, mut i: usize) {
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            if !self.less(i, parent) {
-                break;
+    /// Checks the structure (tests): runs in strictly ascending counts covering
+    /// `order[base..]`, every slot where it says, the index naming every slot once.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        assert_eq!(self.base as usize + self.slots.len(), self.order.len());
+        assert_eq!(self.at.len(), self.slots.len());
+        let (mut pos, mut last) = (self.base, None);
+        while (pos as usize) < self.order.len() {
+            let bucket = self.at[self.order[pos as usize] as usize].bucket;
+            let b = self.buckets[bucket as usize];
+            assert_eq!(b.start, pos, "runs not contiguous");
+            assert!(b.end > b.start);
+            assert!(last.is_none_or(|l| l < b.count), "runs out of order");
+            for p in b.start..b.end {
+                let slot = self.order[p as usize];
+                assert_eq!(self.at[slot as usize].pos, p);
+                assert_eq!(self.at[slot as usize].bucket, bucket);
             }
-            self.swap(i, parent);
-            i = parent;
+            (pos, last) = (b.end, Some(b.count));
         }
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        let len = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut smallest = i;
-            if l < len && self.less(l, smallest) {
-                smallest = l;
-            }
-            if r < len && self.less(r, smallest) {
-                smallest = r;
-            }
-            if smallest == i {
-                break;
-            }
-            self.swap(i, smallest);
-            i = smallest;
+        for (slot, s) in self.slots.iter().enumerate() {
+            assert_eq!(self.at[slot].hash, hash_of(&s.key));
+            assert_eq!(self.find(&s.key, self.at[slot].hash), Some(slot as u32));
         }
+        assert_eq!(
+            self.index.iter().filter(|&&e| e != 0).count(),
+            self.slots.len()
+        );
+        assert!(self.slots.len() <= self.capacity);
+        assert!(self.order.len() <= self.capacity);
+        assert!(self.buckets.len() <= self.capacity);
+        assert!(self.index.len() <= (2 * self.capacity).next_power_of_two().max(16));
     }
 }
 
@@ -748,8 +1021,194 @@ mod tests {
             t.add(i, 1);
         }
         assert_eq!(t.slots.len(), 100);
-        assert_eq!(t.index.len(), 100);
-        assert_eq!(t.heap.len(), 100);
+        assert_eq!(t.order.len(), 100);
+        assert!(t.index.len() <= 256);
+        assert!(t.buckets.len() <= 100);
+        t.check_invariants();
+    }
+
+    /// xorshift64*: a reproducible stream without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        /// Skewed keys: small ones often, a long tail of rare ones.
+        fn skewed(&mut self, distinct: u64) -> u32 {
+            let spread = self.below(distinct) + 1;
+            self.below(spread) as u32
+        }
+        /// Mostly 1, sometimes more (merges and callers add counts).
+        fn amount(&mut self) -> u64 {
+            if self.below(8) == 0 {
+                self.below(40)
+            } else {
+                1
+            }
+        }
+    }
+
+    type Exact = std::collections::HashMap<u32, u64>;
+
+    /// Space-Saving's guarantees against exact counts: each kept count is an upper
+    /// bound and `count - error` a lower bound; every key above the floor is kept;
+    /// exact (error 0, every key) while `is_exact`.
+    fn check_against(t: &TopCounter<u32>, exact: &Exact) {
+        t.check_invariants();
+        let rows = t.top(usize::MAX);
+        let kept: std::collections::HashMap<u32, (u64, u64)> =
+            rows.iter().map(|&(k, c, e)| (k, (c, e))).collect();
+        assert_eq!(kept.len(), rows.len());
+        for w in rows.windows(2) {
+            assert!(w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0));
+        }
+        if t.is_exact() {
+            let nonzero = exact.len();
+            assert_eq!(rows.len(), nonzero);
+            for (k, n) in exact {
+                assert_eq!(kept.get(k), Some(&(*n, 0)), "key {k}");
+            }
+            return;
+        }
+        let floor = t.floor();
+        for &(k, c, e) in &rows {
+            let truth = exact.get(&k).copied().unwrap_or(0);
+            assert!(truth <= c, "key {k}: count {c} below the truth {truth}");
+            assert!(
+                c - e <= truth,
+                "key {k}: count {c} - error {e} above the truth {truth}"
+            );
+            assert!(e <= floor, "key {k}: error {e} above the floor {floor}");
+        }
+        for (k, &n) in exact {
+            assert!(
+                n <= floor || kept.contains_key(k),
+                "key {k} counted {n} above the floor {floor} but not kept"
+            );
+        }
+    }
+
+    fn run(t: &mut TopCounter<u32>, exact: &mut Exact, rng: &mut Rng, len: usize, distinct: u64) {
+        for _ in 0..len {
+            let (k, n) = (rng.skewed(distinct), rng.amount());
+            t.add(k, n);
+            if n > 0 || !exact.contains_key(&k) {
+                *exact.entry(k).or_insert(0) += n;
+            }
+        }
+    }
+
+    #[test]
+    fn top_counter_random_streams_are_exact_under_capacity() {
+        for seed in 1..=20u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let cap = 1 + rng.below(300) as usize;
+            let mut t = TopCounter::new(cap);
+            let mut exact = Exact::new();
+            run(&mut t, &mut exact, &mut rng, 5000, cap as u64);
+            assert!(t.is_exact());
+            check_against(&t, &exact);
+        }
+    }
+
+    #[test]
+    fn top_counter_random_streams_stay_within_error() {
+        for seed in 1..=20u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 7);
+            let cap = 8 + rng.below(200) as usize;
+            let mut t = TopCounter::new(cap);
+            let mut exact = Exact::new();
+            for _ in 0..10 {
+                run(&mut t, &mut exact, &mut rng, 2000, cap as u64 * 20);
+                check_against(&t, &exact);
+            }
+            assert!(!t.is_exact());
+        }
+    }
+
+    #[test]
+    fn top_counter_all_distinct_keys_churn_in_constant_space() {
+        // Every key new (the remote endpoints of a million clients): each evicts.
+        let mut t = TopCounter::new(1000);
+        let mut exact = Exact::new();
+        for i in 0..200_000u32 {
+            t.add(i, 1);
+            exact.insert(i, 1);
+        }
+        check_against(&t, &exact);
+        // 199 rounds of 1000 evictions: every kept key ends at 200, error 199.
+        assert_eq!(t.floor(), 200);
+        assert!(t.buckets.len() <= 1000);
+        assert_eq!(t.top(1)[0], (199_000, 200, 199));
+        let total: u64 = t.top(usize::MAX).iter().map(|r| r.1).sum();
+        assert_eq!(total, 200_000);
+    }
+
+    #[test]
+    fn top_counter_random_merges_stay_within_error() {
+        for seed in 1..=20u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 11);
+            let cap = 8 + rng.below(200) as usize;
+            // Small enough to stay exact, or large enough to evict, in the parts.
+            let distinct = if seed % 2 == 0 {
+                cap as u64 / 2
+            } else {
+                cap as u64 * 10
+            };
+            let parts = 2 + rng.below(4) as usize;
+            let mut exact = Exact::new();
+            let mut merged = TopCounter::new(cap);
+            for _ in 0..parts {
+                let mut t = TopCounter::new(cap);
+                let mut part = Exact::new();
+                let len = rng.below(3000) as usize;
+                run(&mut t, &mut part, &mut rng, len, distinct);
+                check_against(&t, &part);
+                for (k, n) in part {
+                    *exact.entry(k).or_insert(0) += n;
+                }
+                merged.merge(t);
+                check_against(&merged, &exact);
+            }
+            if seed % 2 == 0 {
+                assert!(merged.is_exact());
+            }
+            // Counting goes on after a merge.
+            run(&mut merged, &mut exact, &mut rng, 1000, distinct);
+            check_against(&merged, &exact);
+        }
+    }
+
+    #[test]
+    fn top_counter_structure_holds_after_every_step() {
+        for seed in 1..=10u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + 3);
+            let cap = 1 + rng.below(12) as usize;
+            let mut t = TopCounter::new(cap);
+            let mut exact = Exact::new();
+            for _ in 0..3000 {
+                run(&mut t, &mut exact, &mut rng, 1, cap as u64 * 3);
+                t.check_invariants();
+            }
+            check_against(&t, &exact);
+        }
+    }
+
+    #[test]
+    fn top_counter_ties_come_in_key_order() {
+        let mut t = TopCounter::new(16);
+        for k in [5u32, 3, 9, 1, 7] {
+            t.add(k, 2);
+        }
+        t.add(8, 3);
+        assert_eq!(t.top(3), vec![(8, 3, 0), (1, 2, 0), (3, 2, 0)]);
+        assert_eq!(t.top(0), vec![]);
     }
 
     fn sock(state: u8, local: Endpoint, remote: Endpoint) -> DiagSocket {
