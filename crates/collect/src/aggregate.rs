@@ -34,14 +34,21 @@ pub const STATE_SLOTS: usize = 14;
 /// of one array holding the slots sorted by count, so a key counted once more
 /// swaps to the end of its run and joins the next one (or its run is renumbered),
 /// and the key to evict is the last of the first run: no linked lists to chase.
-/// The keys are found through an open-addressing index of (hash, slot) pairs.
-/// `add(key, n)` with `n > 1` hops over the runs between the old count and the
-/// new one. Memory: at most `capacity` slots, `capacity` positions and buckets,
-/// and an index of twice the capacity.
+/// The keys are found through an open-addressing index of (hash, slot) pairs,
+/// where an evicted key's entry is left behind (it no longer matches its slot)
+/// and swept by rebuilding the index every ~capacity evictions: an eviction
+/// touches no index entry but the new key's. `add(key, n)` with `n > 1` hops
+/// over the runs between the old count and the new one. Memory: at most
+/// `capacity` slots, `capacity` positions and buckets, and an index of 4 bytes
+/// per slot times four.
 pub struct TopCounter<K> {
     capacity: usize,
-    /// `hash << 32 | slot + 1` (0: empty), linear probing, at most half full.
-    index: Vec<u64>,
+    /// `hash`'s high bits above `slot + 1` (0: empty), linear probing, at most
+    /// half full counting the entries left by evictions (`used`).
+    index: Vec<u32>,
+    used: usize,
+    /// Bits of an index entry that hold `slot + 1`.
+    slot_bits: u32,
     slots: Vec<Slot<K>>,
     /// Per slot, apart from the keys (the hot part): its position in `order`,
     /// its bucket, its key's hash.
@@ -78,6 +85,7 @@ struct Bucket {
 
 const NIL: u32 = u32::MAX;
 
+/// The hash [`TopCounter`] files `key` under.
 fn hash_of<K: std::hash::Hash>(key: &K) -> u32 {
     use std::hash::BuildHasher;
     let h = rustc_hash::FxBuildHasher.hash_one(key);
@@ -86,9 +94,12 @@ fn hash_of<K: std::hash::Hash>(key: &K) -> u32 {
 
 impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     pub fn new(capacity: usize) -> TopCounter<K> {
+        let capacity = capacity.clamp(1, u32::MAX as usize / 8);
         TopCounter {
-            capacity: capacity.clamp(1, u32::MAX as usize / 4),
+            capacity,
             index: Vec::new(),
+            used: 0,
+            slot_bits: u32::BITS - (capacity as u32).leading_zeros(),
             slots: Vec::new(),
             at: Vec::new(),
             order: Vec::new(),
@@ -131,7 +142,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             } = self.buckets[min as usize];
             let pos = end - 1;
             let slot = self.order[pos as usize];
-            self.index_remove(slot, self.at[slot as usize].hash);
+            // The old key's index entry stays: it no longer matches the slot.
             self.slots[slot as usize] = Slot { key, error: floor };
             self.at[slot as usize].hash = hash;
             self.index_insert(slot, hash);
@@ -262,10 +273,9 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         }
     }
 
-    /// Room for one more slot: `order` and the index grow by doubling (up to
-    /// the capacity), so a table of three listeners stays small.
+    /// Room for one more slot: `order` (like the index) grows by doubling, up
+    /// to the capacity, so a table of three listeners stays small.
     fn grow(&mut self) {
-        let len = self.slots.len();
         if self.base == 0 {
             let old = self.order.len();
             let new = (old * 2).max(8).min(self.capacity);
@@ -282,26 +292,38 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
                 b.end += shift;
             }
         }
-        if (len + 1) * 2 > self.index.len() {
-            self.index = vec![0; (self.index.len() * 2).max(16)];
-            for slot in 0..len as u32 {
-                self.index_insert(slot, self.at[slot as usize].hash);
-            }
+    }
+
+    /// Empties the index and enters the kept slots again (sweeping the entries
+    /// evicted keys left), at `size` entries.
+    fn reindex(&mut self, size: usize) {
+        self.index.clear();
+        self.index.resize(size, 0);
+        self.used = 0;
+        for slot in 0..self.slots.len() as u32 {
+            self.index_put(slot, self.at[slot as usize].hash);
         }
     }
 
     // ------------------------------------------------------------ the index
 
+    fn entry(&self, slot: u32, hash: u32) -> u32 {
+        (hash >> self.slot_bits << self.slot_bits) | (slot + 1)
+    }
+
     fn find(&self, key: &K, hash: u32) -> Option<u32> {
         let mask = self.index.len().checked_sub(1)?;
+        let tag = hash >> self.slot_bits;
+        let low = (1u32 << self.slot_bits) - 1;
         let mut i = hash as usize & mask;
         loop {
             let e = self.index[i];
             if e == 0 {
                 return None;
             }
-            if (e >> 32) as u32 == hash {
-                let slot = e as u32 - 1;
+            if e >> self.slot_bits == tag {
+                // Maybe the entry of a key evicted from this slot since.
+                let slot = (e & low) - 1;
                 if self.slots[slot as usize].key == *key {
                     return Some(slot);
                 }
@@ -310,39 +332,32 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         }
     }
 
+    /// Enters `slot` (holding a key of `hash`), sweeping or growing the index
+    /// first when it is half full: twice as many entries as the slots kept
+    /// when they need it, up to four per possible slot.
     fn index_insert(&mut self, slot: u32, hash: u32) {
+        if (self.used + 1) * 2 > self.index.len() {
+            let size = self.index.len();
+            let size = if self.slots.len() * 4 > size {
+                (size * 2).max(16)
+            } else {
+                size
+            };
+            // The slot's key is in place: this enters it too.
+            self.reindex(size);
+            return;
+        }
+        self.index_put(slot, hash);
+    }
+
+    fn index_put(&mut self, slot: u32, hash: u32) {
         let mask = self.index.len() - 1;
         let mut i = hash as usize & mask;
         while self.index[i] != 0 {
             i = (i + 1) & mask;
         }
-        self.index[i] = u64::from(hash) << 32 | u64::from(slot + 1);
-    }
-
-    /// Takes `slot`'s entry out, moving back the entries after it that may move
-    /// (linear probing's deletion: no tombstones, so the index never fills up).
-    fn index_remove(&mut self, slot: u32, hash: u32) {
-        let mask = self.index.len() - 1;
-        let entry = u64::from(hash) << 32 | u64::from(slot + 1);
-        let mut i = hash as usize & mask;
-        while self.index[i] != entry {
-            i = (i + 1) & mask;
-        }
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let e = self.index[j];
-            if e == 0 {
-                break;
-            }
-            let home = (e >> 32) as usize & mask;
-            // `e` may fill the hole unless its home lies after the hole.
-            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
-                self.index[i] = e;
-                i = j;
-            }
-        }
-        self.index[i] = 0;
+        self.index[i] = self.entry(slot, hash);
+        self.used += 1;
     }
 
     // ------------------------------------------------------------ merge, top
@@ -386,7 +401,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         rows.sort_unstable_by_key(|r| r.1);
         let len = rows.len();
         *self = TopCounter::new(capacity);
-        self.index = vec![0; (len * 2).next_power_of_two().max(16)];
+        self.index = vec![0; (len * 4).next_power_of_two().max(16)];
         self.order = (0..len as u32).collect();
         for (pos, (key, count, error)) in rows.into_iter().enumerate() {
             let hash = hash_of(&key);
@@ -407,7 +422,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
                 }
             };
             self.at.push(At { pos, bucket, hash });
-            self.index_insert(pos, hash);
+            self.index_put(pos, hash);
         }
         self.evicted = evicted;
     }
@@ -458,14 +473,12 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             assert_eq!(self.at[slot].hash, hash_of(&s.key));
             assert_eq!(self.find(&s.key, self.at[slot].hash), Some(slot as u32));
         }
-        assert_eq!(
-            self.index.iter().filter(|&&e| e != 0).count(),
-            self.slots.len()
-        );
+        assert_eq!(self.index.iter().filter(|&&e| e != 0).count(), self.used);
+        assert!(self.used * 2 <= self.index.len());
         assert!(self.slots.len() <= self.capacity);
         assert!(self.order.len() <= self.capacity);
         assert!(self.buckets.len() <= self.capacity);
-        assert!(self.index.len() <= (2 * self.capacity).next_power_of_two().max(16));
+        assert!(self.index.len() <= (4 * self.capacity).next_power_of_two().max(16));
     }
 }
 
@@ -1022,7 +1035,7 @@ mod tests {
         }
         assert_eq!(t.slots.len(), 100);
         assert_eq!(t.order.len(), 100);
-        assert!(t.index.len() <= 256);
+        assert!(t.index.len() <= 512);
         assert!(t.buckets.len() <= 100);
         t.check_invariants();
     }

@@ -51,6 +51,49 @@ struct ProcParts {
     listeners: Vec<Listener>,
 }
 
+/// Part of a socket listing, aggregated apart from the rest (a large listing is
+/// parsed in parallel parts): [`Offline::socket_part`], [`Offline::merge_part`].
+pub(crate) struct SocketPart {
+    agg: SocketAggregate,
+    processes: BTreeMap<u32, ProcParts>,
+}
+
+impl SocketPart {
+    /// As [`Offline::socket`].
+    pub(crate) fn socket(&mut self, s: &DiagSocket) {
+        self.agg.add(s);
+    }
+    /// As [`Offline::process_socket`].
+    pub(crate) fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
+        process_socket(&mut self.processes, pid, comm, s);
+    }
+}
+
+/// A socket of a listing counted for the process `pid` named `comm`.
+fn process_socket(processes: &mut BTreeMap<u32, ProcParts>, pid: u32, comm: &str, s: &DiagSocket) {
+    let p = processes.entry(pid).or_default();
+    if p.comm.is_empty() {
+        p.comm = comm.to_string();
+    }
+    p.listed = true;
+    p.socket_fds += 1;
+    let state = match s.state {
+        12 => TcpState::SynRecv,
+        n => TcpState::from_kernel(n).unwrap_or(TcpState::Close),
+    };
+    p.states.add(state, 1);
+    if state == TcpState::Listen {
+        p.listeners.push(Listener {
+            local: s.local,
+            accept_queue: s.rqueue,
+            backlog: s.wqueue,
+            syn_recv: 0,
+            inode: s.inode,
+            uid: s.uid,
+        });
+    }
+}
+
 /// Everything read so far from saved inputs; [`Offline::finish`] makes the Snapshot.
 pub struct Offline {
     source: Source,
@@ -260,44 +303,56 @@ impl Offline {
     /// One socket of a listing (`ss -tan`, `netstat -ant`, `/proc/net/tcp`), streamed
     /// into the live collector's aggregator.
     pub fn socket(&mut self, s: &DiagSocket) {
-        let range = self.port_range();
-        let opts = self.opts;
-        self.agg
-            .get_or_insert_with(|| {
-                SocketAggregate::new(AggregateOptions {
-                    port_range: range,
-                    port_filter: opts.port,
-                    states_requested: opts
-                        .states
-                        .unwrap_or(sockmedic_collect::sockdiag::ALL_STATES),
-                    top_capacity: sockmedic_collect::aggregate::TOP_CAPACITY,
-                    ..AggregateOptions::default()
-                })
-            })
-            .add(s);
+        if self.agg.is_none() {
+            self.agg = Some(SocketAggregate::new(self.aggregate_options()));
+        }
+        if let Some(agg) = self.agg.as_mut() {
+            agg.add(s);
+        }
     }
     /// A socket of a listing that names its process (`ss -p`, `netstat -p`).
     pub fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
-        let p = self.processes.entry(pid).or_default();
-        if p.comm.is_empty() {
-            p.comm = comm.to_string();
+        process_socket(&mut self.processes, pid, comm, s);
+    }
+    /// An empty part of a listing, to be filled apart (on another thread) and
+    /// folded in with [`Offline::merge_part`].
+    pub(crate) fn socket_part(&self) -> SocketPart {
+        SocketPart {
+            agg: SocketAggregate::new(self.aggregate_options()),
+            processes: BTreeMap::new(),
         }
-        p.listed = true;
-        p.socket_fds += 1;
-        let state = match s.state {
-            12 => TcpState::SynRecv,
-            n => TcpState::from_kernel(n).unwrap_or(TcpState::Close),
-        };
-        p.states.add(state, 1);
-        if state == TcpState::Listen {
-            p.listeners.push(Listener {
-                local: s.local,
-                accept_queue: s.rqueue,
-                backlog: s.wqueue,
-                syn_recv: 0,
-                inode: s.inode,
-                uid: s.uid,
-            });
+    }
+    /// Folds in a part filled apart: parts folded in the listing's order give the
+    /// figures [`Offline::socket`] would have (the top-N tables within their
+    /// reported error).
+    pub(crate) fn merge_part(&mut self, part: SocketPart) {
+        if part.agg.messages > 0 {
+            match self.agg.as_mut() {
+                Some(agg) => agg.merge(part.agg),
+                None => self.agg = Some(part.agg),
+            }
+        }
+        for (pid, q) in part.processes {
+            let p = self.processes.entry(pid).or_default();
+            if p.comm.is_empty() {
+                p.comm = q.comm;
+            }
+            p.listed |= q.listed;
+            p.states.merge(&q.states);
+            p.socket_fds += q.socket_fds;
+            p.listeners.extend(q.listeners);
+        }
+    }
+    fn aggregate_options(&self) -> AggregateOptions {
+        AggregateOptions {
+            port_range: self.port_range(),
+            port_filter: self.opts.port,
+            states_requested: self
+                .opts
+                .states
+                .unwrap_or(sockmedic_collect::sockdiag::ALL_STATES),
+            top_capacity: sockmedic_collect::aggregate::TOP_CAPACITY,
+            ..AggregateOptions::default()
         }
     }
 

@@ -7,6 +7,7 @@
 //! each socket goes straight into the live collector's aggregator
 //! ([`Offline::socket`]), so the offline figures are the live ones.
 
+use super::builder::SocketPart;
 use super::{Input, Offline, SsSummary};
 use sockmedic_collect::sockdiag::{DiagSocket, ALL_STATES};
 use sockmedic_model::Endpoint;
@@ -462,6 +463,9 @@ pub(super) fn listing_sniff(head: &str, _: &Input) -> bool {
 struct Layout {
     /// A bare `*` address is IPv6's (current ss; see [`endpoint`]).
     star_v6: bool,
+    /// An address starting with `*` was read while `star_v6` was not set: the
+    /// lines of a part parsed apart depend on what the parts before it set.
+    star_unsure: bool,
     /// `users:((...))` of the last socket: (comm range in the line, pid).
     users: Vec<(usize, usize, u32)>,
 }
@@ -527,7 +531,13 @@ impl Layout {
         let Some(local) = endpoint(t, self.star_v6) else {
             return Line::Bad;
         };
-        let Some(remote) = f.next().and_then(|t| endpoint(t, self.star_v6)) else {
+        let Some(r) = f.next() else {
+            return Line::Bad;
+        };
+        if !self.star_v6 && (t[0] == b'*' || r[0] == b'*') {
+            self.star_unsure = true;
+        }
+        let Some(remote) = endpoint(r, self.star_v6) else {
             return Line::Bad;
         };
         (s.local, s.remote) = (local, remote);
@@ -659,41 +669,245 @@ fn duration_ms(t: &[u8]) -> u32 {
     ms.min(u64::from(u32::MAX)) as u32
 }
 
-/// Any ss socket listing, streamed: each TCP socket to [`Offline::socket`], and
-/// with `-p` to [`Offline::process_socket`] once per process holding it.
+/// Any ss socket listing: each TCP socket to [`Offline::socket`], and with `-p`
+/// to [`Offline::process_socket`] once per process holding it. A large saved
+/// file is mapped and parsed in parallel parts ([`parse_parts`]); anything else
+/// (standard input, a pipe, a part of a container) is streamed.
 pub(super) fn listing_parse(
     text: &mut dyn BufRead,
     out: &mut Offline,
     input: &Input,
 ) -> Result<(), String> {
+    if let Some(map) = Mapped::of(text, input) {
+        let tally = parse_parts(map.bytes(), out, threads_for(map.bytes().len()));
+        return listing_done(tally, out, input);
+    }
     let mut layout = Layout::default();
-    let (mut seen, mut sockets, mut bad, mut lines) = (0u32, 0u64, 0u64, 0u64);
+    let mut t = Tally::default();
     streamed(out, |sink| {
         for_each_line(text, |line| {
-            lines += 1;
-            match layout.record(line) {
-                Line::Socket(s) => {
-                    sockets += 1;
-                    seen |= 1 << s.state;
-                    sink.socket(&s);
-                    for &(a, b, pid) in &layout.users {
-                        sink.process(pid, line.get(a..b).unwrap_or_default());
-                    }
+            t.line(&mut layout, line, |s, users| {
+                sink.socket(s);
+                for &(a, b, pid) in users {
+                    sink.process(pid, line.get(a..b).unwrap_or_default());
                 }
-                Line::Bad if !line.iter().all(|b| is_blank(*b)) => bad += 1,
-                _ => {}
-            }
+            })
         })
     })?;
-    if sockets == 0 && bad > 0 {
+    listing_done(t, out, input)
+}
+
+/// What a listing (or a part of it) held.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    /// `1 << state` of the states seen.
+    seen: u32,
+    sockets: u64,
+    bad: u64,
+    lines: u64,
+}
+
+impl Tally {
+    /// Reads one line, giving its socket (and the processes holding it) to `sink`.
+    fn line(
+        &mut self,
+        layout: &mut Layout,
+        line: &[u8],
+        sink: impl FnOnce(&DiagSocket, &[(usize, usize, u32)]),
+    ) {
+        self.lines += 1;
+        match layout.record(line) {
+            Line::Socket(s) => {
+                self.sockets += 1;
+                self.seen |= 1 << s.state;
+                sink(&s, &layout.users);
+            }
+            Line::Bad if !line.iter().all(|b| is_blank(*b)) => self.bad += 1,
+            _ => {}
+        }
+    }
+    fn add(&mut self, o: Tally) {
+        self.seen |= o.seen;
+        self.sockets += o.sockets;
+        self.bad += o.bad;
+        self.lines += o.lines;
+    }
+}
+
+fn listing_done(t: Tally, out: &mut Offline, input: &Input) -> Result<(), String> {
+    if t.sockets == 0 && t.bad > 0 {
         return Err(format!(
-            "{}: no socket line in {lines} lines: not an ss listing",
-            input.name
+            "{}: no socket line in {} lines: not an ss listing",
+            input.name, t.lines
         ));
     }
-    out.listing(listed_mask(seen, SS_CONN));
-    note_skipped(out, input, "ss listing", bad, lines);
+    out.listing(listed_mask(t.seen, SS_CONN));
+    note_skipped(out, input, "ss listing", t.bad, t.lines);
     Ok(())
+}
+
+// ---------------------------------------------------------------- parallel parts
+
+/// Files smaller than this are streamed; larger ones are cut in parts of at
+/// least this much, one per core.
+const PART_MIN: usize = 1 << 20;
+
+/// How many parts to parse `len` bytes in.
+fn threads_for(len: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(len / PART_MIN).clamp(1, 64)
+}
+
+/// A saved file mapped in memory, read in place.
+struct Mapped(memmap2::Mmap);
+
+impl Mapped {
+    /// The file `text` reads, mapped, when it is a whole regular file of at
+    /// least [`PART_MIN`] bytes. `input` names the file; a part of a container
+    /// (a supportconfig section) names a path it was not read from, so the name
+    /// must be the path itself and the file must start with what `text` holds.
+    fn of(text: &mut dyn BufRead, input: &Input) -> Option<Mapped> {
+        let path = input.path.as_deref()?;
+        if input.name != path.display().to_string() {
+            return None;
+        }
+        let file = std::fs::File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() < PART_MIN as u64 {
+            return None;
+        }
+        // SAFETY: the map is private and read-only, of a file opened read-only,
+        // and only ever read as bytes (any content is valid input). A file
+        // rewritten while mapped gives garbled lines, handled as any bad line;
+        // a file *truncated* by another process while mapped makes the reads
+        // past its new end fault (SIGBUS): a documented risk of `--from` on a
+        // file that is being cut, which saved outputs are not.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let head = text.fill_buf().ok()?;
+        map.starts_with(head).then_some(Mapped(map))
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Cuts `data` in about `n` parts of whole records: after a newline, and never
+/// before a continuation line (`-i`, `-m` and `-o` details start with a blank
+/// and belong to the socket above).
+fn split_records(data: &[u8], n: usize) -> Vec<&[u8]> {
+    let mut parts = Vec::with_capacity(n);
+    let mut start = 0;
+    for k in 1..n {
+        let mut cut = (data.len() / n * k).max(start);
+        loop {
+            cut = match memchr::memchr(b'\n', &data[cut..]) {
+                Some(i) => cut + i + 1,
+                None => data.len(),
+            };
+            if cut >= data.len() || !is_blank(data[cut]) {
+                break;
+            }
+        }
+        if cut >= data.len() {
+            break;
+        }
+        parts.push(&data[start..cut]);
+        start = cut;
+    }
+    parts.push(&data[start..]);
+    parts
+}
+
+/// Each line of `data`, without its end of line (as [`for_each_line`]).
+fn each_line(data: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', data) {
+        f(trim_eol(&data[start..i]));
+        start = i + 1;
+    }
+    if start < data.len() {
+        f(trim_eol(&data[start..]));
+    }
+}
+
+/// One part parsed: its sockets, what it held, and how it left the layout.
+struct Parsed {
+    part: SocketPart,
+    tally: Tally,
+    star_v6_at_start: bool,
+    star_v6_at_end: bool,
+    star_unsure: bool,
+}
+
+fn parse_part(data: &[u8], star_v6: bool, mut part: SocketPart) -> Parsed {
+    let mut layout = Layout {
+        star_v6,
+        ..Layout::default()
+    };
+    let mut tally = Tally::default();
+    each_line(data, |line| {
+        tally.line(&mut layout, line, |s, users| {
+            part.socket(s);
+            for &(a, b, pid) in users {
+                let name = line.get(a..b).unwrap_or_default();
+                part.process_socket(pid, &String::from_utf8_lossy(name), s);
+            }
+        })
+    });
+    Parsed {
+        part,
+        tally,
+        star_v6_at_start: star_v6,
+        star_v6_at_end: layout.star_v6,
+        star_unsure: layout.star_unsure,
+    }
+}
+
+/// Parses a whole listing in `n` parts, one per thread, each into its own
+/// aggregate, folded into `out` in the listing's order. A part's lines are read
+/// as if the parts before it had been read first: the one thing a line leaves
+/// for the next ones is whether a bare `*` is IPv6's, and a part that read such
+/// an address without knowing it is read again knowing it (rare: listeners,
+/// where `*` addresses are, come first).
+fn parse_parts(data: &[u8], out: &mut Offline, n: usize) -> Tally {
+    let parts = split_records(data, n);
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(parts.len());
+    let fresh: Vec<SocketPart> = parts.iter().map(|_| out.socket_part()).collect();
+    std::thread::scope(|scope| {
+        let mut fresh = fresh.into_iter();
+        let first = fresh.next();
+        let handles: Vec<_> = parts[1..]
+            .iter()
+            .zip(fresh)
+            .map(|(&data, part)| {
+                std::thread::Builder::new()
+                    .name("parse".into())
+                    .spawn_scoped(scope, move || parse_part(data, false, part))
+                    .map_err(|_| data)
+            })
+            .collect();
+        if let Some(part) = first {
+            parsed.push(parse_part(parts[0], false, part));
+        }
+        for h in handles {
+            parsed.push(match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                // No thread: parse it here.
+                Err(data) => parse_part(data, false, out.socket_part()),
+            });
+        }
+    });
+    let mut star_v6 = false;
+    let mut tally = Tally::default();
+    for (i, mut p) in parsed.into_iter().enumerate() {
+        if star_v6 && !p.star_v6_at_start && p.star_unsure {
+            p = parse_part(parts[i], true, out.socket_part());
+        }
+        star_v6 |= p.star_v6_at_end;
+        tally.add(p.tally);
+        out.merge_part(p.part);
+    }
+    tally
 }
 
 // ---------------------------------------------------------------- two threads
