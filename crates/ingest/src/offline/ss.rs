@@ -1054,6 +1054,162 @@ mod tests {
         endpoint(t.as_bytes(), star_v6).map(|e| sockmedic_model::format_endpoint(&e))
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/offline/");
+        std::fs::read(format!("{dir}{name}")).unwrap()
+    }
+
+    fn offline() -> Offline {
+        Offline::new(
+            sockmedic_model::SourceKind::Text,
+            super::super::ReadOptions::default(),
+        )
+    }
+
+    fn named(name: &str) -> Input {
+        Input {
+            name: name.into(),
+            path: None,
+        }
+    }
+
+    /// The Snapshot of `data` read as a stream.
+    fn streamed_snapshot(data: &[u8], input: &Input) -> sockmedic_model::Snapshot {
+        let mut out = offline();
+        out.begin_input(&input.name);
+        listing_parse(&mut &data[..], &mut out, input).unwrap();
+        out.finish()
+    }
+
+    /// The Snapshot of `data` read in `n` parallel parts.
+    fn parted_snapshot(data: &[u8], input: &Input, n: usize) -> sockmedic_model::Snapshot {
+        let mut out = offline();
+        out.begin_input(&input.name);
+        let tally = parse_parts(data, &mut out, n);
+        listing_done(tally, &mut out, input).unwrap();
+        out.finish()
+    }
+
+    #[test]
+    fn parts_read_as_the_stream_does() {
+        // Under the top-N capacity every figure is exact: whatever the cut, the
+        // parts give the Snapshot the stream gives (processes of -p included).
+        for name in [
+            "ss-tan.txt",
+            "ss-tanp.txt",
+            "ss-tanoemi.txt",
+            "ss-peaonmi.txt",
+            "ss-aonp.txt",
+            "ss-aonp-mixed.txt",
+            "ss-Htan.txt",
+            "ss-lt-old-centos7.txt",
+            "ss-t-old-linux-help.txt",
+            "ss-tan-lastack-storm.txt",
+        ] {
+            let data = fixture(name);
+            let input = named(name);
+            let want = streamed_snapshot(&data, &input);
+            assert!(want.netns[0].dump.is_some(), "{name}: no sockets");
+            for n in 1..=9 {
+                let got = parted_snapshot(&data, &input, n);
+                assert!(got == want, "{name} in {n} parts differs from the stream");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bare_star_reads_as_the_parts_before_it_say() {
+        // The header (with Process) says current ss: the `*` of a listener far
+        // below, in another part, is IPv6's unspecified address.
+        let mut text = fixture("ss-tan.txt");
+        for i in 0..200 {
+            text.extend_from_slice(
+                format!("ESTAB 0 0 10.0.0.1:{} 10.0.0.2:80\n", 20000 + i).as_bytes(),
+            );
+        }
+        text.extend_from_slice(b"LISTEN 0 128 *:2222 *:*\n");
+        let input = named("star");
+        let want = streamed_snapshot(&text, &input);
+        let listener = |s: &sockmedic_model::Snapshot| {
+            s.netns[0]
+                .listeners
+                .iter()
+                .find(|l| l.local.port == 2222)
+                .map(|l| l.local)
+        };
+        assert_eq!(listener(&want), Some(Endpoint::v6([0; 16], 2222)));
+        for n in 2..=6 {
+            let got = parted_snapshot(&text, &input, n);
+            assert_eq!(listener(&got), listener(&want), "{n} parts");
+            assert!(got == want, "{n} parts");
+        }
+    }
+
+    #[test]
+    fn parts_are_cut_before_records_only() {
+        let data = fixture("ss-tanoemi.txt");
+        for n in 1..=12 {
+            let parts = split_records(&data, n);
+            assert!(parts.len() <= n);
+            assert_eq!(parts.concat(), data);
+            for p in &parts {
+                assert!(!p.is_empty());
+                assert!(!is_blank(p[0]), "a part starts with a continuation line");
+            }
+            for p in &parts[..parts.len() - 1] {
+                assert_eq!(p.last(), Some(&b'\n'));
+            }
+        }
+        // No newline at all: one part.
+        assert_eq!(split_records(b"ESTAB 0 0 1.2.3.4:5 6.7.8.9:10", 4).len(), 1);
+    }
+
+    #[test]
+    fn a_large_file_is_mapped_and_reads_as_streamed() {
+        // 1.3 MB of ss -tan with distinct endpoints (under the capacity: exact).
+        let mut text = fixture("ss-tan.txt");
+        let mut i = 0u32;
+        while text.len() < PART_MIN + PART_MIN / 4 {
+            let line = format!(
+                "ESTAB      0      0             10.0.{}.{}:{:<5}       192.168.1.{}:443                \n",
+                i / 250 % 250,
+                i % 250,
+                32768 + i % 28000,
+                i % 7
+            );
+            text.extend_from_slice(line.as_bytes());
+            i += 1;
+        }
+        let path =
+            std::env::temp_dir().join(format!("sockmedic-ss-map-{}.txt", std::process::id()));
+        std::fs::write(&path, &text).unwrap();
+        let input = Input {
+            name: path.display().to_string(),
+            path: Some(path.clone()),
+        };
+        let mut reader = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        assert!(Mapped::of(&mut reader, &input).is_some());
+        // A part of a container names a path it was not read from: not mapped.
+        let section = Input {
+            name: format!("supportconfig: {}", path.display()),
+            path: Some(path.clone()),
+        };
+        assert!(Mapped::of(&mut &text[..], &section).is_none());
+        // Nor is a reader that does not hold the file's bytes.
+        assert!(Mapped::of(&mut &b"State Recv-Q"[..], &input).is_none());
+        let mut mapped = offline();
+        mapped.begin_input(&input.name);
+        listing_parse(&mut reader, &mut mapped, &input).unwrap();
+        let mapped = mapped.finish();
+        std::fs::remove_file(&path).unwrap();
+        let want = streamed_snapshot(&text, &input);
+        assert_eq!(
+            mapped.netns[0].dump.as_ref().unwrap().sockets,
+            u64::from(i) + 163
+        );
+        assert!(mapped == want);
+    }
+
     #[test]
     fn endpoints() {
         assert_eq!(ep("1.2.3.4:80", false).as_deref(), Some("1.2.3.4:80"));
