@@ -50,12 +50,11 @@ pub struct TopCounter<K> {
     /// Bits of an index entry that hold `slot + 1`.
     slot_bits: u32,
     slots: Vec<Slot<K>>,
-    /// Per slot, apart from the keys (the hot part): its position in `order`,
-    /// its bucket, its key's hash.
-    at: Vec<At>,
     /// Slot numbers by ascending count, in `order[base..]`; each bucket is a run.
     /// New slots come in at the low end, where the small counts are.
     order: Vec<u32>,
+    /// The bucket of each position of `order`.
+    run: Vec<u32>,
     base: u32,
     buckets: Vec<Bucket>,
     /// Buckets no longer in use, reused before `buckets` grows.
@@ -63,16 +62,13 @@ pub struct TopCounter<K> {
     evicted: bool,
 }
 
+/// A kept key, with what is read along with it: one cache line per lookup.
 struct Slot<K> {
     key: K,
-    error: u64,
-}
-
-#[derive(Clone, Copy)]
-struct At {
+    /// Its position in `order`.
     pos: u32,
-    bucket: u32,
     hash: u32,
+    error: u64,
 }
 
 /// The slots of one count: `order[start..end]`.
@@ -83,9 +79,6 @@ struct Bucket {
     end: u32,
 }
 
-const NIL: u32 = u32::MAX;
-
-/// The hash [`TopCounter`] files `key` under.
 fn hash_of<K: std::hash::Hash>(key: &K) -> u32 {
     use std::hash::BuildHasher;
     let h = rustc_hash::FxBuildHasher.hash_one(key);
@@ -101,8 +94,8 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             used: 0,
             slot_bits: u32::BITS - (capacity as u32).leading_zeros(),
             slots: Vec::new(),
-            at: Vec::new(),
             order: Vec::new(),
+            run: Vec::new(),
             base: 0,
             buckets: Vec::new(),
             free: Vec::new(),
@@ -120,21 +113,21 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         } else if self.slots.len() < self.capacity {
             self.grow();
             let slot = self.slots.len() as u32;
-            self.slots.push(Slot { key, error: 0 });
             self.base -= 1;
             let pos = self.base;
-            self.order[pos as usize] = slot;
-            self.at.push(At {
+            self.slots.push(Slot {
+                key,
                 pos,
-                bucket: NIL,
                 hash,
+                error: 0,
             });
+            self.order[pos as usize] = slot;
             self.index_insert(slot, hash);
             self.settle(slot, pos, n);
         } else {
             // Replace the smallest (the last of the first run): the newcomer may
             // have had up to its count before.
-            let min = self.at[self.order[self.base as usize] as usize].bucket;
+            let min = self.run[self.base as usize];
             let Bucket {
                 count: floor,
                 start,
@@ -143,12 +136,18 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             let pos = end - 1;
             let slot = self.order[pos as usize];
             // The old key's index entry stays: it no longer matches the slot.
-            self.slots[slot as usize] = Slot { key, error: floor };
-            self.at[slot as usize].hash = hash;
+            self.slots[slot as usize] = Slot {
+                key,
+                pos,
+                hash,
+                error: floor,
+            };
             self.index_insert(slot, hash);
             self.evicted = true;
-            self.leave(min, start, pos);
-            self.settle(slot, pos, floor + n);
+            if n > 0 {
+                self.leave(min, start, pos);
+                self.settle(slot, pos, floor + n);
+            }
         }
     }
 
@@ -167,13 +166,14 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     }
 
     fn count_of(&self, slot: u32) -> u64 {
-        self.buckets[self.at[slot as usize].bucket as usize].count
+        let pos = self.slots[slot as usize].pos;
+        self.buckets[self.run[pos as usize] as usize].count
     }
 
     /// The smallest count kept: the most a key that is not kept can have had.
     fn floor(&self) -> u64 {
-        match self.order.get(self.base as usize) {
-            Some(&slot) if self.evicted => self.count_of(slot),
+        match self.run.get(self.base as usize) {
+            Some(&b) if self.evicted => self.buckets[b as usize].count,
             _ => 0,
         }
     }
@@ -182,15 +182,16 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
 
     /// Counts `n` (> 0) more for the kept `slot`.
     fn raise(&mut self, slot: u32, n: u64) {
-        let At { pos, bucket, .. } = self.at[slot as usize];
+        let pos = self.slots[slot as usize].pos;
+        let bucket = self.run[pos as usize];
         let Bucket { count, start, end } = self.buckets[bucket as usize];
         let last = end - 1;
         let count = count + n;
         if start == last
             && self
-                .order
+                .run
                 .get(end as usize)
-                .is_none_or(|&o| self.buckets[self.at[o as usize].bucket as usize].count > count)
+                .is_none_or(|&next| self.buckets[next as usize].count > count)
         {
             // Alone in its run, and no run in between: renumber in place.
             self.buckets[bucket as usize].count = count;
@@ -212,24 +213,14 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     }
 
     /// Puts `slot`, at `pos` and in no run, in the run of `count`: the runs
-    /// below `pos` count less (or as much: it joins the one ending there), the
-    /// ones above less only when `count` is more than one above the slot's old
-    /// count (it hops over them).
+    /// below `pos` count less; the ones above less only when `count` is more
+    /// than one above the slot's old count (it hops over them).
     fn settle(&mut self, slot: u32, mut pos: u32, count: u64) {
-        if pos > self.base {
-            let below = self.at[self.order[pos as usize - 1] as usize].bucket;
-            if self.buckets[below as usize].count == count {
-                self.buckets[below as usize].end = pos + 1;
-                self.at[slot as usize].bucket = below;
-                return;
-            }
-        }
-        while let Some(&o) = self.order.get(pos as usize + 1) {
-            let next = self.at[o as usize].bucket;
+        while let Some(&next) = self.run.get(pos as usize + 1) {
             let b = self.buckets[next as usize];
             if b.count == count {
                 self.buckets[next as usize].start = pos;
-                self.at[slot as usize].bucket = next;
+                self.run[pos as usize] = next;
                 return;
             }
             if b.count > count {
@@ -238,6 +229,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             // Hop over the run: its last slot takes `pos`, the run moves down one.
             let top = b.end - 1;
             self.swap(pos, top);
+            self.run[pos as usize] = next;
             self.buckets[next as usize] = Bucket {
                 start: pos,
                 end: top,
@@ -245,6 +237,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             };
             pos = top;
         }
+        debug_assert_eq!(self.order[pos as usize], slot);
         let bucket = Bucket {
             count,
             start: pos,
@@ -260,16 +253,16 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
                 self.buckets.len() as u32 - 1
             }
         };
-        self.at[slot as usize].bucket = b;
+        self.run[pos as usize] = b;
     }
 
-    /// Swaps the slots at two positions of `order`.
+    /// Swaps the slots at two positions of `order` (the runs stay).
     fn swap(&mut self, a: u32, b: u32) {
         if a != b {
             self.order.swap(a as usize, b as usize);
             let (sa, sb) = (self.order[a as usize], self.order[b as usize]);
-            self.at[sa as usize].pos = a;
-            self.at[sb as usize].pos = b;
+            self.slots[sa as usize].pos = a;
+            self.slots[sb as usize].pos = b;
         }
     }
 
@@ -280,12 +273,14 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             let old = self.order.len();
             let new = (old * 2).max(8).min(self.capacity);
             let shift = (new - old) as u32;
-            let mut order = vec![0; new];
-            order[new - old..].copy_from_slice(&self.order);
-            self.order = order;
+            for v in [&mut self.order, &mut self.run] {
+                let mut moved = vec![0; new];
+                moved[new - old..].copy_from_slice(v);
+                *v = moved;
+            }
             self.base += shift;
-            for a in &mut self.at {
-                a.pos += shift;
+            for s in &mut self.slots {
+                s.pos += shift;
             }
             for b in &mut self.buckets {
                 b.start += shift;
@@ -301,7 +296,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         self.index.resize(size, 0);
         self.used = 0;
         for slot in 0..self.slots.len() as u32 {
-            self.index_put(slot, self.at[slot as usize].hash);
+            self.index_put(slot, self.slots[slot as usize].hash);
         }
     }
 
@@ -372,7 +367,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         let mut rows: Vec<(K, u64, u64)> = Vec::with_capacity(self.len() + other.len());
         for (i, s) in self.slots.iter().enumerate() {
             let c = self.count_of(i as u32);
-            rows.push(match other.find(&s.key, self.at[i].hash) {
+            rows.push(match other.find(&s.key, s.hash) {
                 Some(o) => (
                     s.key,
                     c + other.count_of(o),
@@ -382,7 +377,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
             });
         }
         for (i, s) in other.slots.iter().enumerate() {
-            if self.find(&s.key, other.at[i].hash).is_none() {
+            if self.find(&s.key, s.hash).is_none() {
                 let c = other.count_of(i as u32);
                 rows.push((s.key, c + self_floor, s.error + self_floor));
             }
@@ -404,24 +399,23 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         self.index = vec![0; (len * 4).next_power_of_two().max(16)];
         self.order = (0..len as u32).collect();
         for (pos, (key, count, error)) in rows.into_iter().enumerate() {
-            let hash = hash_of(&key);
-            self.slots.push(Slot { key, error });
             let pos = pos as u32;
-            let bucket = match self.buckets.last_mut() {
-                Some(b) if b.count == count => {
-                    b.end = pos + 1;
-                    self.buckets.len() as u32 - 1
-                }
-                _ => {
-                    self.buckets.push(Bucket {
-                        count,
-                        start: pos,
-                        end: pos + 1,
-                    });
-                    self.buckets.len() as u32 - 1
-                }
-            };
-            self.at.push(At { pos, bucket, hash });
+            let hash = hash_of(&key);
+            self.slots.push(Slot {
+                key,
+                pos,
+                hash,
+                error,
+            });
+            match self.buckets.last_mut() {
+                Some(b) if b.count == count => b.end = pos + 1,
+                _ => self.buckets.push(Bucket {
+                    count,
+                    start: pos,
+                    end: pos + 1,
+                }),
+            }
+            self.run.push(self.buckets.len() as u32 - 1);
             self.index_put(pos, hash);
         }
         self.evicted = evicted;
@@ -437,7 +431,7 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
         // tie, and the sort picks among them in key order.
         let mut end = self.order.len() as u32;
         while end > self.base && rows.len() < n {
-            let b = self.buckets[self.at[self.order[end as usize - 1] as usize].bucket as usize];
+            let b = self.buckets[self.run[end as usize - 1] as usize];
             for &slot in &self.order[b.start as usize..b.end as usize] {
                 let s = &self.slots[slot as usize];
                 rows.push((s.key, b.count, s.error));
@@ -454,24 +448,23 @@ impl<K: Copy + Eq + std::hash::Hash> TopCounter<K> {
     #[cfg(test)]
     fn check_invariants(&self) {
         assert_eq!(self.base as usize + self.slots.len(), self.order.len());
-        assert_eq!(self.at.len(), self.slots.len());
+        assert_eq!(self.run.len(), self.order.len());
         let (mut pos, mut last) = (self.base, None);
         while (pos as usize) < self.order.len() {
-            let bucket = self.at[self.order[pos as usize] as usize].bucket;
+            let bucket = self.run[pos as usize];
             let b = self.buckets[bucket as usize];
             assert_eq!(b.start, pos, "runs not contiguous");
             assert!(b.end > b.start);
             assert!(last.is_none_or(|l| l < b.count), "runs out of order");
             for p in b.start..b.end {
-                let slot = self.order[p as usize];
-                assert_eq!(self.at[slot as usize].pos, p);
-                assert_eq!(self.at[slot as usize].bucket, bucket);
+                assert_eq!(self.run[p as usize], bucket);
+                assert_eq!(self.slots[self.order[p as usize] as usize].pos, p);
             }
             (pos, last) = (b.end, Some(b.count));
         }
         for (slot, s) in self.slots.iter().enumerate() {
-            assert_eq!(self.at[slot].hash, hash_of(&s.key));
-            assert_eq!(self.find(&s.key, self.at[slot].hash), Some(slot as u32));
+            assert_eq!(s.hash, hash_of(&s.key));
+            assert_eq!(self.find(&s.key, s.hash), Some(slot as u32));
         }
         assert_eq!(self.index.iter().filter(|&&e| e != 0).count(), self.used);
         assert!(self.used * 2 <= self.index.len());

@@ -92,9 +92,18 @@ impl<'a> Fields<'a> {
     }
     fn skip_blanks(&mut self) {
         let l = self.line;
-        // ss pads its columns with long runs of spaces: skip them 8 at a time.
-        while l.len() >= self.pos + 8 && l[self.pos..self.pos + 8] == *b"        " {
-            self.pos += 8;
+        // ss pads its columns with long runs of spaces: 8 bytes at a time.
+        while let Some(w) = word(l, self.pos) {
+            let not_space = w ^ (ONES * u64::from(b' '));
+            if not_space == 0 {
+                self.pos += 8;
+                continue;
+            }
+            self.pos += not_space.trailing_zeros() as usize / 8;
+            if !is_blank(l[self.pos]) {
+                return;
+            }
+            self.pos += 1;
         }
         while self.pos < l.len() && is_blank(l[self.pos]) {
             self.pos += 1;
@@ -106,12 +115,42 @@ impl<'a> Iterator for Fields<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         self.skip_blanks();
+        let l = self.line;
         let start = self.pos;
-        while self.pos < self.line.len() && !is_blank(self.line[self.pos]) {
+        // The field ends at the first blank: 8 bytes at a time, looking for a
+        // byte up to ' ' (blanks, and the other control bytes, which are not).
+        while let Some(w) = word(l, self.pos) {
+            match first_below(w, 0x21) {
+                None => self.pos += 8,
+                Some(i) => {
+                    self.pos += i;
+                    if is_blank(l[self.pos]) {
+                        return Some(&l[start..self.pos]);
+                    }
+                    self.pos += 1;
+                }
+            }
+        }
+        while self.pos < l.len() && !is_blank(l[self.pos]) {
             self.pos += 1;
         }
-        (self.pos > start).then(|| &self.line[start..self.pos])
+        (self.pos > start).then(|| &l[start..self.pos])
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The 8 bytes of `l` at `pos`, little-endian, if there are 8.
+fn word(l: &[u8], pos: usize) -> Option<u64> {
+    let b: [u8; 8] = l.get(pos..pos + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// The first of the 8 bytes of `w` below `n` (`n` at most 128). The borrows of
+/// the subtraction can only mark bytes after a marked one: the first is exact.
+fn first_below(w: u64, n: u8) -> Option<usize> {
+    let m = w.wrapping_sub(ONES * u64::from(n)) & !w & (ONES * 0x80);
+    (m != 0).then(|| m.trailing_zeros() as usize / 8)
 }
 
 fn is_blank(b: u8) -> bool {
