@@ -56,12 +56,25 @@ struct ProcParts {
 pub(crate) struct SocketPart {
     agg: SocketAggregate,
     processes: BTreeMap<u32, ProcParts>,
+    /// Sockets read and not yet aggregated: they are by batches
+    /// ([`SocketAggregate::add_batch`]).
+    pending: Vec<DiagSocket>,
 }
+
+/// Sockets a [`SocketPart`] aggregates at once.
+const PART_BATCH: usize = 64;
 
 impl SocketPart {
     /// As [`Offline::socket`].
     pub(crate) fn socket(&mut self, s: &DiagSocket) {
-        self.agg.add(s);
+        self.pending.push(*s);
+        if self.pending.len() == PART_BATCH {
+            self.flush();
+        }
+    }
+    fn flush(&mut self) {
+        self.agg.add_batch(&self.pending);
+        self.pending.clear();
     }
     /// As [`Offline::process_socket`].
     pub(crate) fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
@@ -320,12 +333,14 @@ impl Offline {
         SocketPart {
             agg: SocketAggregate::new(self.aggregate_options()),
             processes: BTreeMap::new(),
+            pending: Vec::with_capacity(PART_BATCH),
         }
     }
     /// Folds in a part filled apart: parts folded in the listing's order give the
     /// figures [`Offline::socket`] would have (the top-N tables within their
     /// reported error).
-    pub(crate) fn merge_part(&mut self, part: SocketPart) {
+    pub(crate) fn merge_part(&mut self, mut part: SocketPart) {
+        part.flush();
         if part.agg.messages > 0 {
             match self.agg.as_mut() {
                 Some(agg) => agg.merge(part.agg),
