@@ -51,33 +51,36 @@ struct ProcParts {
     listeners: Vec<Listener>,
 }
 
+/// Where a listing's sockets go: the whole snapshot ([`Offline`]) or a part of
+/// it ([`SocketPart`]).
+pub(crate) trait Sockets {
+    /// Sockets of the listing, in its order.
+    fn sockets(&mut self, socks: &[DiagSocket]);
+    /// A socket of the listing held by the process `pid` named `comm`.
+    fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket);
+}
+
+impl Sockets for Offline {
+    fn sockets(&mut self, socks: &[DiagSocket]) {
+        Offline::sockets(self, socks);
+    }
+    fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
+        Offline::process_socket(self, pid, comm, s);
+    }
+}
+
 /// Part of a socket listing, aggregated apart from the rest (a large listing is
 /// parsed in parallel parts): [`Offline::socket_part`], [`Offline::merge_part`].
 pub(crate) struct SocketPart {
     agg: SocketAggregate,
     processes: BTreeMap<u32, ProcParts>,
-    /// Sockets read and not yet aggregated: they are by batches
-    /// ([`SocketAggregate::add_batch`]).
-    pending: Vec<DiagSocket>,
 }
 
-/// Sockets a [`SocketPart`] aggregates at once.
-const PART_BATCH: usize = 64;
-
-impl SocketPart {
-    /// As [`Offline::socket`].
-    pub(crate) fn socket(&mut self, s: &DiagSocket) {
-        self.pending.push(*s);
-        if self.pending.len() == PART_BATCH {
-            self.flush();
-        }
+impl Sockets for SocketPart {
+    fn sockets(&mut self, socks: &[DiagSocket]) {
+        self.agg.add_batch(socks);
     }
-    fn flush(&mut self) {
-        self.agg.add_batch(&self.pending);
-        self.pending.clear();
-    }
-    /// As [`Offline::process_socket`].
-    pub(crate) fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
+    fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
         process_socket(&mut self.processes, pid, comm, s);
     }
 }
@@ -323,6 +326,15 @@ impl Offline {
             agg.add(s);
         }
     }
+    /// Sockets of a listing, as [`Offline::socket`] of each, by batches.
+    pub fn sockets(&mut self, socks: &[DiagSocket]) {
+        if self.agg.is_none() && !socks.is_empty() {
+            self.agg = Some(SocketAggregate::new(self.aggregate_options()));
+        }
+        if let Some(agg) = self.agg.as_mut() {
+            agg.add_batch(socks);
+        }
+    }
     /// A socket of a listing that names its process (`ss -p`, `netstat -p`).
     pub fn process_socket(&mut self, pid: u32, comm: &str, s: &DiagSocket) {
         process_socket(&mut self.processes, pid, comm, s);
@@ -333,14 +345,12 @@ impl Offline {
         SocketPart {
             agg: SocketAggregate::new(self.aggregate_options()),
             processes: BTreeMap::new(),
-            pending: Vec::with_capacity(PART_BATCH),
         }
     }
     /// Folds in a part filled apart: parts folded in the listing's order give the
     /// figures [`Offline::socket`] would have (the top-N tables within their
     /// reported error).
-    pub(crate) fn merge_part(&mut self, mut part: SocketPart) {
-        part.flush();
+    pub(crate) fn merge_part(&mut self, part: SocketPart) {
         if part.agg.messages > 0 {
             match self.agg.as_mut() {
                 Some(agg) => agg.merge(part.agg),
