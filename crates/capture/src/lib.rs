@@ -1,0 +1,11 @@
+//! Packet captures for sockmedic: reading pcap / pcapng files (memory-mapped, one pass,
+//! no allocation per packet) and decoding each frame down to its TCP header.
+//!
+//! The teardown analysis of issue 6 sits on top of [`Capture::packets`] and
+//! [`decode::tcp_segment`]; this crate does no other I/O than opening the file it is given.
+
+pub mod decode;
+pub mod read;
+
+pub use decode::{tcp_segment, Skip, TcpSegment};
+pub use read::{Capture, Error, Packet, Packets};

@@ -1,0 +1,427 @@
+//! pcap and pcapng framing. The packet hot path is decoded by hand (a record header is a
+//! few fixed fields), so that no packet allocates: pcap-parser's pcapng block types carry
+//! an options `Vec`. pcap-parser still reads the file header and the rare pcapng blocks
+//! whose layout is richer (section and interface descriptions).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use pcap_parser::parse_pcap_header;
+use pcap_parser::pcapng::{
+    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
+    parse_sectionheaderblock,
+};
+
+/// Why a capture could not be read (or stopped being readable part way).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a pcap or pcapng file (first bytes {0:02x?})")]
+    NotACapture(Vec<u8>),
+    #[error("bad {what} at byte {offset}")]
+    Malformed { what: &'static str, offset: usize },
+    #[error("file ends inside a record at byte {offset} (cut short while being written?)")]
+    Truncated { offset: usize },
+    #[error("packet at byte {offset} names interface {interface}, which was not described")]
+    UnknownInterface { offset: usize, interface: u32 },
+}
+
+/// One captured frame, borrowed from the capture's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    /// LINKTYPE_* value (not the DLT_ one) saying how `data` starts.
+    pub linktype: u32,
+    /// Length on the wire; `data` may be shorter (snaplen).
+    pub orig_len: u32,
+    /// pcapng interface id; 0 for pcap.
+    pub interface: u32,
+    pub data: &'a [u8],
+}
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+/// A whole capture file's bytes: mapped when it is a plain file, in memory when it came
+/// through a pipe or gzip (neither can be mapped).
+pub struct Capture {
+    bytes: Bytes,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+impl Capture {
+    /// Opens `path`; `-` is standard input. A gzip file is decompressed into memory.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if path.as_os_str() == "-" {
+            return Self::from_reader(std::io::stdin().lock());
+        }
+        let file = File::open(path)?;
+        // SAFETY: the map is read-only; a capture that another process truncates while
+        // we read it is the one way this can fault, as with any mmap reader (tshark's too).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        if map.starts_with(&GZIP_MAGIC) {
+            return Self::from_bytes(gunzip(&map[..])?);
+        }
+        Ok(Capture {
+            bytes: Bytes::Mapped(map),
+        })
+    }
+
+    /// Reads a whole capture (gzip or not) from a stream.
+    pub fn from_reader(mut r: impl Read) -> Result<Self, Error> {
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf)?;
+        Self::from_bytes(buf)
+    }
+
+    /// A capture from bytes already in memory (gzip is decompressed).
+    pub fn from_bytes(buf: Vec<u8>) -> Result<Self, Error> {
+        let buf = if buf.starts_with(&GZIP_MAGIC) {
+            gunzip(&buf)?
+        } else {
+            buf
+        };
+        Ok(Capture {
+            bytes: Bytes::Owned(buf),
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+
+    /// The packets in file order. The iterator yields an `Err` at most once, then ends:
+    /// packets before a damaged record are still delivered.
+    pub fn packets(&self) -> Result<Packets<'_>, Error> {
+        Packets::new(self.bytes())
+    }
+}
+
+fn gunzip(gz: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(gz.len().saturating_mul(4));
+    // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip file too.
+    flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A pcapng interface as far as packets need it.
+#[derive(Debug, Clone, Copy)]
+struct Iface {
+    linktype: u32,
+    /// Timestamp units per second (`if_tsresol`; 10^6 by default).
+    units_per_sec: u64,
+    /// `if_tsoffset`, seconds added to every timestamp.
+    offset_sec: i64,
+}
+
+enum Format {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        linktype: u32,
+    },
+    /// Interfaces are per section; a new section header clears them.
+    PcapNg {
+        big_endian: bool,
+        ifaces: Vec<Iface>,
+    },
+}
+
+/// Streaming iterator over a capture's packets.
+pub struct Packets<'a> {
+    buf: &'a [u8],
+    off: usize,
+    format: Format,
+    done: bool,
+}
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_SPB: u32 = 3;
+const PCAPNG_EPB: u32 = 6;
+/// The obsolete Packet Block: still written by old tools, same layout as an EPB except a
+/// 16-bit interface id followed by a 16-bit drops count.
+const PCAPNG_PB: u32 = 2;
+
+impl<'a> Packets<'a> {
+    fn new(buf: &'a [u8]) -> Result<Self, Error> {
+        if buf.len() >= 4 && u32::from_le_bytes(buf[..4].try_into().unwrap()) == PCAPNG_SHB {
+            let mut p = Packets {
+                buf,
+                off: 0,
+                format: Format::PcapNg {
+                    big_endian: false,
+                    ifaces: Vec::new(),
+                },
+                done: false,
+            };
+            p.section_header()?;
+            return Ok(p);
+        }
+        let (_, h) = parse_pcap_header(buf)
+            .map_err(|_| Error::NotACapture(buf[..buf.len().min(8)].to_vec()))?;
+        if h.is_modified_format() {
+            return Err(Error::Malformed {
+                what: "pcap header (modified pcap is not supported)",
+                offset: 0,
+            });
+        }
+        Ok(Packets {
+            buf,
+            off: 24,
+            format: Format::Pcap {
+                big_endian: h.is_bigendian(),
+                nanos: h.is_nanosecond_precision(),
+                // The upper bits hold FCS flags (pcap 2.4 "linktype and additional info").
+                linktype: (h.network.0 as u32) & 0x0FFF_FFFF,
+            },
+            done: false,
+        })
+    }
+
+    fn u32_at(&self, at: usize, big_endian: bool) -> Option<u32> {
+        let b: [u8; 4] = self.buf.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn next_pcap(
+        &mut self,
+        big_endian: bool,
+        nanos: bool,
+        linktype: u32,
+    ) -> Option<Result<Packet<'a>, Error>> {
+        let off = self.off;
+        if off == self.buf.len() {
+            return None;
+        }
+        let field = |i: usize| self.u32_at(off + 4 * i, big_endian);
+        let (Some(sec), Some(frac), Some(caplen), Some(orig_len)) =
+            (field(0), field(1), field(2), field(3))
+        else {
+            return Some(Err(Error::Truncated { offset: off }));
+        };
+        let start = off + 16;
+        let Some(data) = self.buf.get(start..start + caplen as usize) else {
+            return Some(Err(Error::Truncated { offset: off }));
+        };
+        self.off = start + caplen as usize;
+        let frac_ns = if nanos {
+            frac as i64
+        } else {
+            frac as i64 * 1000
+        };
+        Some(Ok(Packet {
+            ts_ns: sec as i64 * 1_000_000_000 + frac_ns,
+            linktype,
+            orig_len,
+            interface: 0,
+            data,
+        }))
+    }
+
+    /// Reads the section header at `self.off`, which fixes the byte order of the section.
+    fn section_header(&mut self) -> Result<(), Error> {
+        let off = self.off;
+        let (_, shb) = parse_sectionheaderblock(&self.buf[off..]).map_err(|e| match e {
+            pcap_parser::nom::Err::Incomplete(_) => Error::Truncated { offset: off },
+            _ => Error::Malformed {
+                what: "pcapng section header",
+                offset: off,
+            },
+        })?;
+        let big_endian = shb.big_endian();
+        self.format = Format::PcapNg {
+            big_endian,
+            ifaces: Vec::new(),
+        };
+        self.off = off + shb.block_len1 as usize;
+        Ok(())
+    }
+
+    fn next_pcapng(&mut self) -> Option<Result<Packet<'a>, Error>> {
+        loop {
+            let off = self.off;
+            if off == self.buf.len() {
+                return None;
+            }
+            let Format::PcapNg { big_endian, .. } = self.format else {
+                unreachable!()
+            };
+            let (Some(kind), Some(len)) = (
+                self.u32_at(off, big_endian),
+                self.u32_at(off + 4, big_endian),
+            ) else {
+                return Some(Err(Error::Truncated { offset: off }));
+            };
+            if kind == PCAPNG_SHB {
+                if let Err(e) = self.section_header() {
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            let len = len as usize;
+            if len < 12 || len & 3 != 0 {
+                return Some(Err(Error::Malformed {
+                    what: "pcapng block length",
+                    offset: off,
+                }));
+            }
+            let Some(block) = self.buf.get(off..off + len) else {
+                return Some(Err(Error::Truncated { offset: off }));
+            };
+            self.off = off + len;
+            match kind {
+                PCAPNG_IDB => {
+                    let parsed = if big_endian {
+                        parse_interfacedescriptionblock_be(block)
+                    } else {
+                        parse_interfacedescriptionblock_le(block)
+                    };
+                    let Ok((_, idb)) = parsed else {
+                        return Some(Err(Error::Malformed {
+                            what: "pcapng interface description",
+                            offset: off,
+                        }));
+                    };
+                    let Some(units_per_sec) = idb.ts_resolution() else {
+                        return Some(Err(Error::Malformed {
+                            what: "pcapng if_tsresol",
+                            offset: off,
+                        }));
+                    };
+                    let iface = Iface {
+                        linktype: idb.linktype.0 as u32,
+                        units_per_sec,
+                        offset_sec: idb.if_tsoffset,
+                    };
+                    if let Format::PcapNg { ifaces, .. } = &mut self.format {
+                        ifaces.push(iface);
+                    }
+                }
+                PCAPNG_EPB | PCAPNG_PB => {
+                    return Some(self.enhanced(block, off, kind == PCAPNG_PB, big_endian))
+                }
+                PCAPNG_SPB => {
+                    // No timestamp, always interface 0, and the captured length is implied by
+                    // the snaplen; rare enough that the block length is trusted.
+                    let Some(orig_len) = self.u32_at(off + 8, big_endian) else {
+                        return Some(Err(Error::Truncated { offset: off }));
+                    };
+                    let Some(iface) = self.iface(0, off) else {
+                        return Some(Err(Error::UnknownInterface {
+                            offset: off,
+                            interface: 0,
+                        }));
+                    };
+                    let caplen = (orig_len as usize).min(len - 16);
+                    let data = &block[12..12 + caplen];
+                    return Some(Ok(Packet {
+                        ts_ns: 0,
+                        linktype: iface.linktype,
+                        orig_len,
+                        interface: 0,
+                        data,
+                    }));
+                }
+                _ => {} // statistics, name resolution, custom...: not needed
+            }
+        }
+    }
+
+    fn iface(&self, id: u32, _off: usize) -> Option<Iface> {
+        match &self.format {
+            Format::PcapNg { ifaces, .. } => ifaces.get(id as usize).copied(),
+            Format::Pcap { .. } => None,
+        }
+    }
+
+    fn enhanced(
+        &self,
+        block: &'a [u8],
+        off: usize,
+        obsolete: bool,
+        big_endian: bool,
+    ) -> Result<Packet<'a>, Error> {
+        if block.len() < 32 {
+            return Err(Error::Malformed {
+                what: "pcapng packet block",
+                offset: off,
+            });
+        }
+        let f = |i: usize| self.u32_at(off + 8 + 4 * i, big_endian).unwrap_or(0);
+        let interface = if obsolete {
+            let raw = f(0);
+            // The 16-bit id is the first of the two halves in the section's byte order.
+            if big_endian {
+                raw >> 16
+            } else {
+                raw & 0xFFFF
+            }
+        } else {
+            f(0)
+        };
+        let (ts_high, ts_low, caplen, orig_len) = (f(1), f(2), f(3) as usize, f(4));
+        let Some(data) = block
+            .get(28..28 + caplen)
+            .filter(|_| 28 + caplen <= block.len() - 4)
+        else {
+            return Err(Error::Malformed {
+                what: "pcapng packet length",
+                offset: off,
+            });
+        };
+        let iface = self.iface(interface, off).ok_or(Error::UnknownInterface {
+            offset: off,
+            interface,
+        })?;
+        let units = ((ts_high as u64) << 32) | ts_low as u64;
+        let per = iface.units_per_sec;
+        let ns = (units / per) as i128 * 1_000_000_000
+            + ((units % per) as i128 * 1_000_000_000) / per as i128;
+        let ts_ns = (ns + iface.offset_sec as i128 * 1_000_000_000) as i64;
+        Ok(Packet {
+            ts_ns,
+            linktype: iface.linktype,
+            orig_len,
+            interface,
+            data,
+        })
+    }
+}
+
+impl<'a> Iterator for Packets<'a> {
+    type Item = Result<Packet<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = match self.format {
+            Format::Pcap {
+                big_endian,
+                nanos,
+                linktype,
+            } => self.next_pcap(big_endian, nanos, linktype),
+            Format::PcapNg { .. } => self.next_pcapng(),
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
