@@ -7,5 +7,5 @@
 pub mod decode;
 pub mod read;
 
-pub use decode::{tcp_segment, Skip, TcpSegment};
+pub use decode::{flags, tcp_segment, Skip, TcpSegment};
 pub use read::{Capture, Error, Packet, Packets};
