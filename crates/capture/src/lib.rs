@@ -4,8 +4,12 @@
 //! The teardown analysis of issue 6 sits on top of [`Capture::packets`] and
 //! [`decode::tcp_segment`]; this crate does no other I/O than opening the file it is given.
 
+pub mod conn;
 pub mod decode;
 pub mod read;
+pub mod summary;
 
+pub use conn::{analyze, Analyzer, Config};
 pub use decode::{flags, tcp_segment, Skip, TcpSegment};
 pub use read::{Capture, Error, Packet, Packets};
+pub use summary::{Aggregate, Connection, Event, EventKind, Outcome, Role, Side, Summary};

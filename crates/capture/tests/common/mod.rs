@@ -18,6 +18,8 @@ pub struct Expected {
     pub syn: usize,
     pub fin: usize,
     pub rst: usize,
+    /// `tcp.flags.fin==1 && tcp.analysis.retransmission`
+    pub fin_rexmit: usize,
 }
 
 pub fn expected() -> Vec<Expected> {
@@ -33,6 +35,7 @@ pub fn expected() -> Vec<Expected> {
                 syn: n(3),
                 fin: n(4),
                 rst: n(5),
+                fin_rexmit: n(6),
             }
         })
         .collect()

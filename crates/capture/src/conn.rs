@@ -1,0 +1,490 @@
+//! The connection table: every TCP segment goes to the connection of its 4-tuple (both
+//! directions share one entry). Finished connections (close completed, or reset) are
+//! folded into the [`Summary`] at once; their entry stays a short while, without its
+//! timeline, so that late duplicates (a retransmitted last ACK, a second copy of a FIN)
+//! are still recognised. Open connections are capped: past the cap the least recently
+//! seen are folded in as they are.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+
+use crate::decode::{flags, tcp_segment, TcpSegment};
+use crate::read::{Capture, Error};
+use crate::summary::{Connection, Event, EventKind, Outcome, Role, Side, Summary};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Slowest teardowns kept with their timelines.
+    pub top_n: usize,
+    /// Connections in the table before the least recently seen are folded in.
+    pub max_open: usize,
+    /// Timeline events kept per connection.
+    pub max_events: usize,
+    /// How long (capture time) a finished connection's entry stays for late duplicates.
+    pub linger_ns: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            top_n: 10,
+            max_open: 1 << 20,
+            max_events: 32,
+            linger_ns: 60_000_000_000,
+        }
+    }
+}
+
+/// `a <= b` in sequence space.
+fn seq_le(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) >= 0
+}
+
+/// The two endpoints, lower first: both directions of a connection give the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key([SocketAddr; 2]);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Dir {
+    side: Side,
+    /// Highest sequence number sent + 1 (SYN and FIN count one).
+    next_seq: Option<u32>,
+    fin_seq: Option<u32>,
+    /// The sequence number an ACK must reach to cover this side's FIN.
+    fin_end: Option<u32>,
+    fin_acked: bool,
+}
+
+#[derive(Debug)]
+struct Conn {
+    ends: [SocketAddr; 2],
+    /// Index of the SYN's sender.
+    client: Option<usize>,
+    first_ts: i64,
+    last_ts: i64,
+    syns: u32,
+    syn_retrans: u32,
+    syn_seq: Option<u32>,
+    syn_acks: u32,
+    syn_ack_retrans: u32,
+    syn_ack_seq: Option<u32>,
+    first_fin: Option<usize>,
+    dirs: [Dir; 2],
+    events: Vec<Event>,
+    events_dropped: u32,
+    /// Folded into the summary; the entry only lingers.
+    finished_at: Option<i64>,
+}
+
+impl Conn {
+    fn new(ends: [SocketAddr; 2], ts: i64) -> Self {
+        Conn {
+            ends,
+            client: None,
+            first_ts: ts,
+            last_ts: ts,
+            syns: 0,
+            syn_retrans: 0,
+            syn_seq: None,
+            syn_acks: 0,
+            syn_ack_retrans: 0,
+            syn_ack_seq: None,
+            first_fin: None,
+            dirs: [Dir::default(); 2],
+            events: Vec::new(),
+            events_dropped: 0,
+            finished_at: None,
+        }
+    }
+
+    fn role(&self, i: usize) -> Role {
+        match self.client {
+            Some(c) if c == i => Role::Client,
+            Some(_) => Role::Server,
+            None => Role::Unknown,
+        }
+    }
+
+    fn reset_seen(&self) -> bool {
+        self.dirs.iter().any(|d| d.side.rsts > 0)
+    }
+
+    fn close_completed(&self) -> bool {
+        self.dirs.iter().all(|d| d.fin_acked)
+    }
+
+    fn event(&mut self, max: usize, ts_ns: i64, from: usize, kind: EventKind) {
+        if self.finished_at.is_some() {
+            return;
+        }
+        if self.events.len() < max {
+            let role = self.role(from);
+            self.events.push(Event {
+                ts_ns,
+                from: self.ends[from],
+                role,
+                kind,
+            });
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn take_connection(&mut self) -> Connection {
+        // Client/server by the SYN, else the lower port is the server's (well-known).
+        let c = self
+            .client
+            .unwrap_or(if self.ends[0].port() < self.ends[1].port() {
+                1
+            } else {
+                0
+            });
+        let s = 1 - c;
+        let outcome = if self.close_completed() {
+            Outcome::Closed
+        } else if self.reset_seen() {
+            Outcome::Reset
+        } else if self.dirs.iter().any(|d| d.fin_seq.is_some()) {
+            Outcome::Closing
+        } else if self.syns > 0 && self.syn_acks == 0 {
+            Outcome::SynUnanswered
+        } else {
+            Outcome::Open
+        };
+        let fin_start = self.dirs.iter().filter_map(|d| d.side.fin_ts_ns).min();
+        let teardown_ns = fin_start.map(|t0| {
+            let end = if outcome == Outcome::Closed {
+                self.dirs
+                    .iter()
+                    .map(|d| d.side.fin_ts_ns.unwrap() + d.side.fin_ack_wait_ns.unwrap())
+                    .max()
+                    .unwrap()
+            } else {
+                self.last_ts
+            };
+            end - t0
+        });
+        Connection {
+            client: self.ends[c],
+            server: self.ends[s],
+            roles_known: self.client.is_some(),
+            first_ts_ns: self.first_ts,
+            last_ts_ns: self.last_ts,
+            syns: self.syns,
+            syn_retransmissions: self.syn_retrans,
+            syn_acks: self.syn_acks,
+            syn_ack_retransmissions: self.syn_ack_retrans,
+            first_fin: self.first_fin.map(|i| self.role(i)),
+            client_side: self.dirs[c].side,
+            server_side: self.dirs[s].side,
+            outcome,
+            teardown_ns,
+            events: std::mem::take(&mut self.events),
+            events_dropped: self.events_dropped,
+        }
+    }
+}
+
+/// A connection in the slowest-teardown heap, ordered by its teardown time.
+struct Slow(Connection, u64);
+
+impl PartialEq for Slow {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for Slow {}
+impl PartialOrd for Slow {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Slow {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Slower first; among equals the earlier-finished one.
+        (self.0.teardown_ns, Reverse(self.1)).cmp(&(o.0.teardown_ns, Reverse(o.1)))
+    }
+}
+
+/// Streams segments into the connection table.
+pub struct Analyzer {
+    cfg: Config,
+    table: HashMap<Key, Conn>,
+    summary: Summary,
+    /// Min-heap of the `top_n` slowest teardowns.
+    slowest: BinaryHeap<Reverse<Slow>>,
+    folded: u64,
+}
+
+impl Analyzer {
+    pub fn new(cfg: Config) -> Self {
+        Analyzer {
+            cfg,
+            table: HashMap::new(),
+            summary: Summary::default(),
+            slowest: BinaryHeap::new(),
+            folded: 0,
+        }
+    }
+
+    /// Connections currently in the table (open or lingering).
+    pub fn table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// A frame that decoded to no TCP segment.
+    pub fn other_packet(&mut self) {
+        self.summary.packets += 1;
+    }
+
+    pub fn segment(&mut self, ts: i64, seg: &TcpSegment) {
+        let sum = &mut self.summary;
+        sum.packets += 1;
+        sum.tcp_packets += 1;
+        let (syn, fin, rst, ack) = (
+            seg.has(flags::SYN),
+            seg.has(flags::FIN),
+            seg.has(flags::RST),
+            seg.has(flags::ACK),
+        );
+        sum.syn_packets += u64::from(syn);
+        sum.fin_packets += u64::from(fin);
+        sum.rst_packets += u64::from(rst);
+
+        let src = SocketAddr::new(seg.src, seg.src_port);
+        let dst = SocketAddr::new(seg.dst, seg.dst_port);
+        let (key, from) = if src <= dst {
+            (Key([src, dst]), 0)
+        } else {
+            (Key([dst, src]), 1)
+        };
+        let to = 1 - from;
+
+        // A new SYN after a finished connection (or on one that was closing, with another
+        // initial sequence number) starts a new connection on the same 4-tuple.
+        if let Some(c) = self.table.get_mut(&key) {
+            let closing = c.dirs.iter().any(|d| d.fin_seq.is_some());
+            if syn && !ack && (c.finished_at.is_some() || (closing && c.syn_seq != Some(seg.seq))) {
+                let mut old = self.table.remove(&key).unwrap();
+                self.fold(&mut old);
+            }
+        }
+        if !self.table.contains_key(&key) && self.table.len() >= self.cfg.max_open {
+            self.make_room(ts);
+        }
+        let max_events = self.cfg.max_events;
+        let c = self
+            .table
+            .entry(key)
+            .or_insert_with(|| Conn::new(key.0, ts));
+        c.last_ts = ts;
+        let sum = &mut self.summary;
+
+        if syn && !ack {
+            c.syns += 1;
+            if c.syn_seq == Some(seg.seq) {
+                c.syn_retrans += 1;
+                sum.syn_retransmissions += 1;
+                c.event(max_events, ts, from, EventKind::SynRetransmission);
+            } else {
+                c.syn_seq = Some(seg.seq);
+                c.client = Some(from);
+                c.event(max_events, ts, from, EventKind::Syn);
+            }
+        } else if syn {
+            c.syn_acks += 1;
+            if c.client.is_none() {
+                c.client = Some(to);
+            }
+            if c.syn_ack_seq == Some(seg.seq) {
+                c.syn_ack_retrans += 1;
+                sum.syn_ack_retransmissions += 1;
+                c.event(max_events, ts, from, EventKind::SynAckRetransmission);
+            } else {
+                c.syn_ack_seq = Some(seg.seq);
+                c.event(max_events, ts, from, EventKind::SynAck);
+            }
+        }
+
+        // Data retransmission: a payload whose range was already sent.
+        let d = &mut c.dirs[from];
+        let len = seg.payload_len;
+        let end = seg
+            .seq
+            .wrapping_add(len)
+            .wrapping_add(u32::from(syn) + u32::from(fin));
+        let mut data_retrans = false;
+        if let Some(next) = d.next_seq {
+            if len > 0 && seq_le(end, next) && !rst {
+                data_retrans = true;
+            }
+            if !seq_le(end, next) {
+                d.next_seq = Some(end);
+            }
+        } else {
+            d.next_seq = Some(end);
+        }
+        if data_retrans {
+            d.side.data_retransmissions += 1;
+            sum.data_retransmissions += 1;
+        }
+        if seg.window == 0 && seg.flags & (flags::SYN | flags::FIN | flags::RST) == 0 {
+            d.side.zero_windows += 1;
+            sum.zero_windows += 1;
+        }
+
+        let mut fin_event = None;
+        if fin {
+            d.side.fins += 1;
+            if d.fin_seq == Some(seg.seq) {
+                d.side.fin_retransmissions += 1;
+                sum.fin_retransmissions += 1;
+                fin_event = Some(EventKind::FinRetransmission);
+            } else {
+                d.fin_seq = Some(seg.seq);
+                d.fin_end = Some(seg.seq.wrapping_add(len).wrapping_add(1));
+                d.fin_acked = false;
+                d.side.fin_ts_ns = Some(ts);
+                d.side.fin_ack_wait_ns = None;
+                fin_event = Some(EventKind::Fin);
+            }
+        }
+        let any_fin_before = c
+            .dirs
+            .iter()
+            .any(|d| d.side.fin_ts_ns.is_some_and(|t| t < ts))
+            || c.dirs[to].fin_seq.is_some();
+        let d = &mut c.dirs[from];
+        let mut rst_event = false;
+        if rst {
+            d.side.rsts += 1;
+            if d.side.rst_ts_ns.is_none() {
+                d.side.rst_ts_ns = Some(ts);
+                d.side.rst_after_fin = any_fin_before;
+            }
+            rst_event = true;
+        }
+        if fin && c.first_fin.is_none() {
+            c.first_fin = Some(from);
+        }
+        if data_retrans {
+            c.event(max_events, ts, from, EventKind::DataRetransmission);
+        }
+        if seg.window == 0 && seg.flags & (flags::SYN | flags::FIN | flags::RST) == 0 {
+            c.event(max_events, ts, from, EventKind::ZeroWindow);
+        }
+        if let Some(k) = fin_event {
+            c.event(max_events, ts, from, k);
+        }
+        if rst_event {
+            c.event(max_events, ts, from, EventKind::Rst);
+        }
+
+        // This segment's ACK covering the other side's FIN.
+        let o = &mut c.dirs[to];
+        if ack && !o.fin_acked {
+            if let (Some(fin_end), Some(fin_ts)) = (o.fin_end, o.side.fin_ts_ns) {
+                if seq_le(fin_end, seg.ack) {
+                    o.fin_acked = true;
+                    o.side.fin_ack_wait_ns = Some(ts - fin_ts);
+                    c.event(max_events, ts, from, EventKind::FinAcked);
+                }
+            }
+        }
+
+        if c.finished_at.is_none() && (c.close_completed() || rst) {
+            c.finished_at = Some(ts);
+            let conn = c.take_connection();
+            self.record(conn);
+        }
+    }
+
+    /// Adds a connection to the summary and, if among the slowest, to the heap.
+    fn record(&mut self, conn: Connection) {
+        self.summary.add(&conn);
+        self.folded += 1;
+        if self.cfg.top_n == 0 || conn.teardown_ns.is_none() {
+            return;
+        }
+        let slow = Slow(conn, self.folded);
+        if self.slowest.len() < self.cfg.top_n {
+            self.slowest.push(Reverse(slow));
+        } else if self.slowest.peek().is_some_and(|Reverse(min)| slow > *min) {
+            self.slowest.pop();
+            self.slowest.push(Reverse(slow));
+        }
+    }
+
+    fn fold(&mut self, c: &mut Conn) {
+        if c.finished_at.is_none() {
+            let conn = c.take_connection();
+            self.record(conn);
+        }
+    }
+
+    /// Drops lingering finished entries past their time, then, if still full, folds in
+    /// the least recently seen half of the table.
+    fn make_room(&mut self, now: i64) {
+        let linger = self.cfg.linger_ns;
+        self.table
+            .retain(|_, c| c.finished_at.is_none_or(|t| now - t < linger));
+        if self.table.len() < self.cfg.max_open {
+            return;
+        }
+        let mut ages: Vec<i64> = self.table.values().map(|c| c.last_ts).collect();
+        let mid = ages.len() / 2;
+        let cutoff = *ages.select_nth_unstable(mid).1;
+        let old: Vec<Key> = self
+            .table
+            .iter()
+            .filter(|(_, c)| c.last_ts <= cutoff)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            let mut c = self.table.remove(&k).unwrap();
+            if c.finished_at.is_none() {
+                self.summary.evicted += 1;
+            }
+            self.fold(&mut c);
+        }
+    }
+
+    /// Folds in every connection still in the table and returns the summary.
+    pub fn finish(mut self) -> Summary {
+        let mut rest: Vec<Conn> = self.table.drain().map(|(_, c)| c).collect();
+        rest.sort_by_key(|c| c.first_ts);
+        for mut c in rest {
+            self.fold(&mut c);
+        }
+        let mut slow: Vec<Slow> = self.slowest.into_iter().map(|Reverse(s)| s).collect();
+        slow.sort_by(|a, b| b.cmp(a));
+        self.summary.slowest = slow.into_iter().map(|s| s.0).collect();
+        self.summary
+    }
+}
+
+/// Runs the analysis over a whole capture. A read error stops it: the summary so far is
+/// returned with the error (a capture cut short while being written is still useful).
+pub fn analyze(cap: &Capture, cfg: Config) -> (Summary, Option<Error>) {
+    let mut a = Analyzer::new(cfg);
+    let mut err = None;
+    match cap.packets() {
+        Err(e) => err = Some(e),
+        Ok(packets) => {
+            for p in packets {
+                match p {
+                    Ok(p) => match tcp_segment(p.linktype, p.data) {
+                        Ok(seg) => a.segment(p.ts_ns, &seg),
+                        Err(_) => a.other_packet(),
+                    },
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    (a.finish(), err)
+}

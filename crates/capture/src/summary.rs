@@ -1,0 +1,197 @@
+//! What the teardown analysis hands back: counters counted the way Wireshark counts them,
+//! the slowest teardowns with their timelines, and aggregates per remote endpoint and per
+//! local port. Everything here is bounded: the aggregates by the number of endpoints, the
+//! timelines by `top_n`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// Which end of a connection did something, by who sent the SYN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Client,
+    Server,
+    /// No SYN was seen (the capture began mid-stream).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Syn,
+    SynRetransmission,
+    SynAck,
+    SynAckRetransmission,
+    Fin,
+    FinRetransmission,
+    /// The other side's ACK covering this side's FIN.
+    FinAcked,
+    Rst,
+    ZeroWindow,
+    DataRetransmission,
+}
+
+/// One line of a connection's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub ts_ns: i64,
+    /// The endpoint that sent the packet.
+    pub from: SocketAddr,
+    pub role: Role,
+    pub kind: EventKind,
+}
+
+/// How a connection ended, as far as the capture shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Both FINs sent and acknowledged.
+    Closed,
+    /// Reset (after a FIN or not: see [`Side::rst_after_fin`]).
+    Reset,
+    /// A FIN seen, the close not completed when the capture ended.
+    Closing,
+    /// Neither FIN nor RST seen.
+    Open,
+    /// A SYN never answered.
+    SynUnanswered,
+}
+
+/// One side's part in a connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Side {
+    pub fins: u32,
+    pub fin_retransmissions: u32,
+    /// Time of the first FIN.
+    pub fin_ts_ns: Option<i64>,
+    /// From the first FIN to the other side's ACK covering it.
+    pub fin_ack_wait_ns: Option<i64>,
+    pub rsts: u32,
+    pub rst_ts_ns: Option<i64>,
+    /// This side's first RST came after a FIN (from either side).
+    pub rst_after_fin: bool,
+    pub zero_windows: u32,
+    pub data_retransmissions: u32,
+}
+
+/// One connection, once it is finished (or when the capture ends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Client first when known (the SYN's sender), else the lower port's side second.
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// False when no SYN or SYN-ACK was seen: `client`/`server` are a guess by port.
+    pub roles_known: bool,
+    pub first_ts_ns: i64,
+    pub last_ts_ns: i64,
+    pub syns: u32,
+    pub syn_retransmissions: u32,
+    pub syn_acks: u32,
+    pub syn_ack_retransmissions: u32,
+    /// Who sent the first FIN; `Unknown` if roles are unknown or no FIN was sent.
+    pub first_fin: Option<Role>,
+    pub client_side: Side,
+    pub server_side: Side,
+    pub outcome: Outcome,
+    /// From the first FIN to the close's completion, or to the last packet seen.
+    pub teardown_ns: Option<i64>,
+    /// The timeline, kept only for the slowest teardowns (capped; see `events_dropped`).
+    pub events: Vec<Event>,
+    pub events_dropped: u32,
+}
+
+impl Connection {
+    pub fn fin_retransmissions(&self) -> u32 {
+        self.client_side.fin_retransmissions + self.server_side.fin_retransmissions
+    }
+
+    /// The longest wait from a FIN to its ACK; a FIN never acknowledged waits until the
+    /// connection's last packet.
+    pub fn max_fin_wait_ns(&self) -> Option<i64> {
+        let wait = |s: &Side| {
+            s.fin_ts_ns
+                .map(|t| s.fin_ack_wait_ns.unwrap_or(self.last_ts_ns - t))
+        };
+        wait(&self.client_side).max(wait(&self.server_side))
+    }
+}
+
+/// Per remote endpoint or per local port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    pub connections: u64,
+    pub fin_retransmissions: u64,
+    pub closes_completed: u64,
+    pub resets: u64,
+    /// The longest FIN-to-ACK wait, including FINs never acknowledged (counted to the
+    /// connection's last packet).
+    pub max_fin_wait_ns: i64,
+}
+
+/// The capture's `capture` section, and more.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub packets: u64,
+    pub tcp_packets: u64,
+    /// Packets with SYN set (`tcp.flags.syn==1`), FIN set, RST set.
+    pub syn_packets: u64,
+    pub fin_packets: u64,
+    pub rst_packets: u64,
+    /// FINs that repeat a FIN's sequence number (`tcp.flags.fin==1 &&
+    /// tcp.analysis.retransmission`).
+    pub fin_retransmissions: u64,
+    pub syn_retransmissions: u64,
+    pub syn_ack_retransmissions: u64,
+    pub data_retransmissions: u64,
+    pub zero_windows: u64,
+    pub connections: u64,
+    pub closes_completed: u64,
+    pub resets: u64,
+    pub syn_unanswered: u64,
+    /// Connections still closing / still open when the capture ended.
+    pub closing_at_end: u64,
+    pub open_at_end: u64,
+    /// Open connections dropped from the table to bound memory (counted as they were).
+    pub evicted: u64,
+    /// The slowest teardowns, slowest first, with timelines.
+    pub slowest: Vec<Connection>,
+    /// By the server side (the SYN's receiver, or the lower port without a SYN).
+    pub by_remote: HashMap<SocketAddr, Aggregate>,
+    /// By the client side's port.
+    pub by_local_port: HashMap<u16, Aggregate>,
+}
+
+impl Summary {
+    /// Remote endpoints by FIN retransmissions, then by the longest FIN wait.
+    pub fn top_stalled(&self, n: usize) -> Vec<(SocketAddr, Aggregate)> {
+        let mut v: Vec<_> = self.by_remote.iter().map(|(k, a)| (*k, *a)).collect();
+        v.sort_by(|x, y| {
+            (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
+                x.1.fin_retransmissions,
+                x.1.max_fin_wait_ns,
+                y.0,
+            ))
+        });
+        v.truncate(n);
+        v
+    }
+
+    pub(crate) fn add(&mut self, c: &Connection) {
+        self.connections += 1;
+        match c.outcome {
+            Outcome::Closed => self.closes_completed += 1,
+            Outcome::Reset => self.resets += 1,
+            Outcome::Closing => self.closing_at_end += 1,
+            Outcome::Open => self.open_at_end += 1,
+            Outcome::SynUnanswered => self.syn_unanswered += 1,
+        }
+        let wait = c.max_fin_wait_ns().unwrap_or(0);
+        let upd = |a: &mut Aggregate| {
+            a.connections += 1;
+            a.fin_retransmissions += u64::from(c.fin_retransmissions());
+            a.closes_completed += u64::from(c.outcome == Outcome::Closed);
+            a.resets += u64::from(c.outcome == Outcome::Reset);
+            a.max_fin_wait_ns = a.max_fin_wait_ns.max(wait);
+        };
+        upd(self.by_remote.entry(c.server).or_default());
+        upd(self.by_local_port.entry(c.client.port()).or_default());
+    }
+}
