@@ -32,6 +32,40 @@ pub struct Report {
     /// Counters per second between an earlier snapshot and this one; `None` when
     /// only one snapshot was taken (`check --once`, `stat`, offline input).
     pub rates: Option<Rates>,
+    /// The capture section of `sockmedic pcap` (`source.kind = "capture"`); `null`
+    /// for every other source.
+    #[serde(default)]
+    pub capture: Option<Capture>,
+}
+
+/// What a packet capture showed, counted the way Wireshark counts it
+/// (`tcp.flags.fin==1`, `tcp.analysis.retransmission`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    /// Every packet in the file (decoded or not).
+    pub packets: u64,
+    pub tcp_packets: u64,
+    pub syn_packets: u64,
+    pub fin_packets: u64,
+    pub rst_packets: u64,
+    /// FIN segments that repeat an earlier FIN of the same side.
+    pub fin_retransmissions: u64,
+    pub connections: u64,
+    /// Connections whose close completed in the capture (both FINs acknowledged).
+    pub closes_completed: u64,
+    /// Remote endpoints whose closes stalled most, worst first.
+    pub top_stalled: Vec<StalledEndpoint>,
+}
+
+/// One remote endpoint of [`Capture::top_stalled`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StalledEndpoint {
+    /// `ip:port` (`[v6]:port`).
+    pub endpoint: String,
+    pub connections: u64,
+    pub fin_retransmissions: u64,
+    /// The longest time from a FIN to its ACK, in milliseconds.
+    pub max_fin_wait_ms: u64,
 }
 
 impl Report {
@@ -42,6 +76,7 @@ impl Report {
             findings,
             skipped: Vec::new(),
             rates: None,
+            capture: None,
         }
     }
 }
