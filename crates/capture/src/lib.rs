@@ -7,9 +7,11 @@
 pub mod conn;
 pub mod decode;
 pub mod read;
+pub mod report;
 pub mod summary;
 
 pub use conn::{analyze, Analyzer, Config};
 pub use decode::{flags, tcp_segment, Skip, TcpSegment};
 pub use read::{Capture, Error, Packet, Packets};
+pub use report::{analyze_filtered, capture_section, findings, Filter};
 pub use summary::{Aggregate, Connection, Event, EventKind, Outcome, Role, Side, Summary};

@@ -99,6 +99,14 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A FIN retransmitted, or a FIN never acknowledged in the capture.
+    pub fn fin_stalled(&self) -> bool {
+        let unacked = |s: &Side| s.fin_ts_ns.is_some() && s.fin_ack_wait_ns.is_none();
+        self.fin_retransmissions() > 0
+            || (self.outcome != Outcome::Reset
+                && (unacked(&self.client_side) || unacked(&self.server_side)))
+    }
+
     pub fn fin_retransmissions(&self) -> u32 {
         self.client_side.fin_retransmissions + self.server_side.fin_retransmissions
     }
@@ -121,6 +129,10 @@ pub struct Aggregate {
     pub fin_retransmissions: u64,
     pub closes_completed: u64,
     pub resets: u64,
+    /// Connections with a FIN retransmitted or never acknowledged in the capture.
+    pub stalled: u64,
+    /// Connections whose SYN was never answered.
+    pub syn_unanswered: u64,
     /// The longest FIN-to-ACK wait, including FINs never acknowledged (counted to the
     /// connection's last packet).
     pub max_fin_wait_ns: i64,
@@ -129,6 +141,9 @@ pub struct Aggregate {
 /// The capture's `capture` section, and more.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
+    /// Capture time of the first and last packet analysed (ns since the epoch).
+    pub first_ts_ns: Option<i64>,
+    pub last_ts_ns: Option<i64>,
     pub packets: u64,
     pub tcp_packets: u64,
     /// Packets with SYN set (`tcp.flags.syn==1`), FIN set, RST set.
@@ -189,6 +204,8 @@ impl Summary {
             a.fin_retransmissions += u64::from(c.fin_retransmissions());
             a.closes_completed += u64::from(c.outcome == Outcome::Closed);
             a.resets += u64::from(c.outcome == Outcome::Reset);
+            a.stalled += u64::from(c.fin_stalled());
+            a.syn_unanswered += u64::from(c.outcome == Outcome::SynUnanswered);
             a.max_fin_wait_ns = a.max_fin_wait_ns.max(wait);
         };
         upd(self.by_remote.entry(c.server).or_default());

@@ -87,7 +87,7 @@ pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn exit_code(worst: Option<Severity>) -> ExitCode {
+pub(crate) fn exit_code(worst: Option<Severity>) -> ExitCode {
     match worst {
         Some(Severity::Critical) => ExitCode::from(EXIT_CRITICAL),
         Some(Severity::Warning) => ExitCode::from(EXIT_WARNING),

@@ -93,6 +93,24 @@ pub enum Command {
     /// --include-cmdline. With --script, prints a POSIX sh script that gathers the
     /// same sources with stock tools on a host without sockmedic.
     Collect(CollectArgs),
+    /// Teardown analysis of a packet capture (pcap, pcapng, gzip; `-` for standard
+    /// input): shares of FIN/RST/SYN packets, connections by how they ended, the
+    /// slowest teardowns with their timelines, the remote endpoints and local ports
+    /// whose closes stall, and findings (`teardown-stall`, `syn-unanswered`,
+    /// `reset-storm`). Exit codes as `check`'s; 3 when the file cannot be read.
+    Pcap(PcapArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PcapArgs {
+    /// The capture file, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Only packets to or from a host (`host:10.0.0.1`, `host:::1`) or a port
+    /// (`port:443`); repeatable. Hosts are alternatives, ports too; a packet must
+    /// match a host (if any is given) and a port (if any is given).
+    #[arg(long, value_name = "host:ADDR|port:N")]
+    pub filter: Vec<String>,
 }
 
 /// The wait between `check`'s two snapshots when `--interval` is not given.

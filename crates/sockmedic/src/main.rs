@@ -5,6 +5,7 @@ mod cli;
 mod collect_cmd;
 mod config;
 mod kernel_log;
+mod pcap_cmd;
 mod render;
 mod sysctl_out;
 
@@ -48,6 +49,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check::run(&common, &args),
         Command::Collect(args) => collect_cmd::run(&common, &args),
         Command::Explain(args) => explain(&common, &args),
+        Command::Pcap(args) => pcap_cmd::run(&common, &args),
         Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: dump_mode(&args.procs),
@@ -172,7 +174,7 @@ fn thresholds_json() -> serde_json::Value {
         .collect()
 }
 
-fn write_json(v: &impl serde::Serialize) -> Result<ExitCode> {
+pub(crate) fn write_json(v: &impl serde::Serialize) -> Result<ExitCode> {
     write_out(|out| {
         serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
         writeln!(out)
@@ -269,7 +271,7 @@ fn emit(
 }
 
 /// Writes to stdout. A closed stdout (`| head`) is not an error.
-fn write_out(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+pub(crate) fn write_out(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match f(&mut out).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -280,7 +282,7 @@ fn write_out(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()
 }
 
 /// Colour only on a terminal, and never with --no-color or NO_COLOR set.
-fn style(common: &Common) -> Style {
+pub(crate) fn style(common: &Common) -> Style {
     let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     Style {
         color: !common.no_color && !no_color_env && std::io::stdout().is_terminal(),

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod pcap;
 pub mod procs;
 pub mod sockets;
 pub mod stat;

@@ -1,0 +1,333 @@
+//! From a [`Summary`] to the report: the `capture` section, the findings, and the
+//! `--filter` that picks the packets analysed.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sockmedic_model::{self as model, Finding, Remedy, Severity, Subject};
+
+use crate::conn::{Analyzer, Config};
+use crate::decode::{tcp_segment, TcpSegment};
+use crate::read::{Capture, Error};
+use crate::summary::{Aggregate, Connection, EventKind, Summary};
+
+/// Which packets to analyse: `host:ADDR` and `port:N` terms. A packet passes when
+/// one of its addresses is one of the hosts (if any is given) and one of its ports is
+/// one of the ports (if any is given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub hosts: Vec<IpAddr>,
+    pub ports: Vec<u16>,
+}
+
+impl Filter {
+    /// Parses the terms (`host:10.0.0.1`, `host:::1`, `port:443`).
+    pub fn parse<S: AsRef<str>>(terms: &[S]) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for t in terms {
+            let t = t.as_ref();
+            if let Some(a) = t.strip_prefix("host:") {
+                let a = a.trim_start_matches('[').trim_end_matches(']');
+                f.hosts.push(
+                    a.parse()
+                        .map_err(|_| format!("{t:?}: not an IP address after host:"))?,
+                );
+            } else if let Some(p) = t.strip_prefix("port:") {
+                f.ports.push(
+                    p.parse()
+                        .map_err(|_| format!("{t:?}: not a port number after port:"))?,
+                );
+            } else {
+                return Err(format!("{t:?}: a filter is host:ADDR or port:N"));
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.ports.is_empty()
+    }
+
+    pub fn matches(&self, s: &TcpSegment) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| *h == s.src || *h == s.dst))
+            && (self.ports.is_empty()
+                || self
+                    .ports
+                    .iter()
+                    .any(|p| *p == s.src_port || *p == s.dst_port))
+    }
+}
+
+/// [`crate::analyze`] with a filter: packets that do not pass are not counted at all
+/// (neither in `packets` nor anywhere else); with an empty filter every packet counts.
+pub fn analyze_filtered(cap: &Capture, cfg: Config, filter: &Filter) -> (Summary, Option<Error>) {
+    let mut a = Analyzer::new(cfg);
+    let mut err = None;
+    let (mut first, mut last) = (None, None);
+    match cap.packets() {
+        Err(e) => err = Some(e),
+        Ok(packets) => {
+            for p in packets {
+                if let Ok(p) = &p {
+                    first.get_or_insert(p.ts_ns);
+                    last = Some(p.ts_ns);
+                }
+                match p {
+                    Ok(p) => match tcp_segment(p.linktype, p.data) {
+                        Ok(seg) if filter.matches(&seg) => a.segment(p.ts_ns, &seg),
+                        Ok(_) => {}
+                        Err(_) if filter.is_empty() => a.other_packet(),
+                        Err(_) => {}
+                    },
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let mut s = a.finish();
+    s.first_ts_ns = first;
+    s.last_ts_ns = last;
+    (s, err)
+}
+
+/// `ip:port`, `[v6]:port`, as everywhere in the report.
+pub fn endpoint(a: &SocketAddr) -> String {
+    a.to_string()
+}
+
+fn ms(ns: i64) -> u64 {
+    u64::try_from(ns.max(0) / 1_000_000).unwrap_or(0)
+}
+
+/// The report's `capture` section, with the `top` most stalled remote endpoints
+/// (those without a stall are left out).
+pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
+    model::Capture {
+        packets: s.packets,
+        tcp_packets: s.tcp_packets,
+        syn_packets: s.syn_packets,
+        fin_packets: s.fin_packets,
+        rst_packets: s.rst_packets,
+        fin_retransmissions: s.fin_retransmissions,
+        connections: s.connections,
+        closes_completed: s.closes_completed,
+        top_stalled: s
+            .top_stalled(top)
+            .into_iter()
+            .filter(|(_, a)| a.stalled > 0)
+            .map(|(e, a)| model::StalledEndpoint {
+                endpoint: endpoint(&e),
+                connections: a.connections,
+                fin_retransmissions: a.fin_retransmissions,
+                max_fin_wait_ms: ms(a.max_fin_wait_ns),
+            })
+            .collect(),
+    }
+}
+
+/// `teardown-stall`: a remote endpoint with a FIN retransmitted, or a FIN left
+/// unacknowledged for at least this long (milliseconds).
+pub const STALL_FIN_WAIT_MS: u64 = 1_000;
+/// `teardown-stall` is critical from this FIN-to-ACK wait on (milliseconds): the
+/// kernel's orphan retries are being spent.
+pub const STALL_CRITICAL_FIN_WAIT_MS: u64 = 10_000;
+/// `syn-unanswered`: a listener with at least this many SYNs never answered.
+pub const SYN_UNANSWERED_MIN: u64 = 1;
+/// `reset-storm`: at least this many connections reset...
+pub const RESET_STORM_MIN: u64 = 10;
+/// ... and at least this share (percent) of the capture's connections.
+pub const RESET_STORM_SHARE_PCT: u64 = 20;
+
+/// Findings from a capture: `teardown-stall` per remote endpoint, `syn-unanswered`
+/// per listener, `reset-storm` for the whole capture. Worst first.
+pub fn findings(s: &Summary) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut remotes: Vec<(&SocketAddr, &Aggregate)> = s.by_remote.iter().collect();
+    remotes.sort_by(|a, b| {
+        (b.1.fin_retransmissions, b.1.max_fin_wait_ns, a.0).cmp(&(
+            a.1.fin_retransmissions,
+            a.1.max_fin_wait_ns,
+            b.0,
+        ))
+    });
+    for (ep, a) in &remotes {
+        let wait = ms(a.max_fin_wait_ns);
+        if a.stalled == 0 || (a.fin_retransmissions == 0 && wait < STALL_FIN_WAIT_MS) {
+            continue;
+        }
+        out.push(teardown_stall(s, ep, a));
+    }
+    for (ep, a) in &remotes {
+        if a.syn_unanswered >= SYN_UNANSWERED_MIN {
+            out.push(syn_unanswered(ep, a));
+        }
+    }
+    if s.resets >= RESET_STORM_MIN && s.resets * 100 >= RESET_STORM_SHARE_PCT * s.connections.max(1)
+    {
+        out.push(reset_storm(s));
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate) -> Finding {
+    let wait = ms(a.max_fin_wait_ns);
+    let severity = if wait >= STALL_CRITICAL_FIN_WAIT_MS {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    let mut evidence = vec![format!(
+        "{} of {} connections with {ep} did not close cleanly: {} FIN retransmissions, longest wait from a FIN to its ACK {}",
+        a.stalled,
+        a.connections,
+        a.fin_retransmissions,
+        secs(wait)
+    )];
+    for c in s
+        .slowest
+        .iter()
+        .filter(|c| c.server == *ep && c.fin_stalled())
+        .take(3)
+    {
+        evidence.push(timeline_sentence(c));
+    }
+    Finding {
+        code: "teardown-stall".into(),
+        severity,
+        title: format!(
+            "closes with {ep} stall: {} FIN retransmissions over {} connection{}, FIN unacknowledged for up to {}",
+            a.fin_retransmissions,
+            a.stalled,
+            if a.stalled == 1 { "" } else { "s" },
+            secs(wait)
+        ),
+        subject: Subject {
+            remote: Some(endpoint(ep)),
+            count: Some(a.stalled),
+            ..Subject::default()
+        },
+        evidence,
+        explanation: "A FIN that is not acknowledged is retransmitted with exponential backoff; \
+            meanwhile the closing socket sits in FIN-WAIT-1 (or LAST-ACK / CLOSING), as an \
+            orphan once the application has closed it, for up to tcp_orphan_retries \
+            retransmissions. The peer or something on the path (a firewall, a NAT, a load \
+            balancer that forgot the flow) is not acknowledging the close."
+            .into(),
+        remedy: vec![
+            Remedy {
+                action: format!(
+                    "find why {ep} (or the path to it) does not acknowledge FINs: its state table, a firewall dropping packets of flows it forgot"
+                ),
+                sysctl: Default::default(),
+                caveat: None,
+            },
+            Remedy {
+                action: "bound how long orphaned closes retry".into(),
+                sysctl: [("net.ipv4.tcp_orphan_retries".to_string(), "2".to_string())]
+                    .into_iter()
+                    .collect(),
+                caveat: Some(
+                    "a peer that is only slow loses the end of the stream when the socket gives up"
+                        .into(),
+                ),
+            },
+        ],
+    }
+}
+
+/// "10.0.0.1:40300 → 10.0.0.2:8300: FIN at +0.000 s, retransmitted 5×, ACKed +3.312 s".
+pub fn timeline_sentence(c: &Connection) -> String {
+    let t0 = c.first_ts_ns;
+    let at = |ts: i64| format!("+{:.3} s", (ts - t0) as f64 / 1e9);
+    let mut parts = Vec::new();
+    let mut rexmit = 0;
+    for e in &c.events {
+        match e.kind {
+            EventKind::Fin => parts.push(format!("FIN from {} at {}", e.from, at(e.ts_ns))),
+            EventKind::FinRetransmission => rexmit += 1,
+            EventKind::FinAcked => {
+                if rexmit > 0 {
+                    parts.push(format!("{rexmit} FIN retransmissions"));
+                    rexmit = 0;
+                }
+                parts.push(format!("ACKed by {} at {}", e.from, at(e.ts_ns)));
+            }
+            EventKind::Rst => parts.push(format!("RST from {} at {}", e.from, at(e.ts_ns))),
+            _ => {}
+        }
+    }
+    if rexmit > 0 {
+        parts.push(format!("{rexmit} FIN retransmissions, never ACKed"));
+    }
+    format!("{} → {}: {}", c.client, c.server, parts.join(", "))
+}
+
+fn syn_unanswered(ep: &SocketAddr, a: &Aggregate) -> Finding {
+    Finding {
+        code: "syn-unanswered".into(),
+        severity: Severity::Warning,
+        title: format!(
+            "{} SYNs to {ep} never answered ({} connections tried)",
+            a.syn_unanswered, a.connections
+        ),
+        subject: Subject {
+            local: Some(endpoint(ep)),
+            state: Some("LISTEN".into()),
+            count: Some(a.syn_unanswered),
+            ..Subject::default()
+        },
+        evidence: vec![format!(
+            "{} of {} connections to {ep} got neither a SYN-ACK nor a RST in the capture",
+            a.syn_unanswered, a.connections
+        )],
+        explanation: "A SYN without answer was dropped: the listener's SYN queue or accept \
+            queue was full (ListenOverflows, ListenDrops), a firewall dropped it, or nothing \
+            routes back. The client retries with backoff and holds a SYN-SENT socket and an \
+            ephemeral port meanwhile."
+            .into(),
+        remedy: vec![Remedy {
+            action: format!(
+                "on the host of {ep}: check the listener's backlog (ss -ltn, nstat ListenOverflows) and the firewall"
+            ),
+            sysctl: Default::default(),
+            caveat: None,
+        }],
+    }
+}
+
+fn reset_storm(s: &Summary) -> Finding {
+    let pct = s.resets * 100 / s.connections.max(1);
+    Finding {
+        code: "reset-storm".into(),
+        severity: Severity::Warning,
+        title: format!(
+            "{} of {} connections ({pct}%) ended in a reset; {} RST packets",
+            s.resets, s.connections, s.rst_packets
+        ),
+        subject: Subject {
+            count: Some(s.resets),
+            ..Subject::default()
+        },
+        evidence: vec![format!(
+            "{} connections reset, {} closed with FINs, {} RST packets of {} TCP packets",
+            s.resets, s.closes_completed, s.rst_packets, s.tcp_packets
+        )],
+        explanation: "Connections that end in RST were aborted: SO_LINGER 0 closes, a \
+            process exiting with unread data, a peer answering segments of a connection it \
+            no longer knows, or a middlebox timing flows out."
+            .into(),
+        remedy: vec![Remedy {
+            action: "see which endpoints send the RSTs (the slowest teardowns' timelines) and why"
+                .into(),
+            sysctl: Default::default(),
+            caveat: None,
+        }],
+    }
+}

@@ -1,0 +1,219 @@
+//! `sockmedic pcap` as text: the packet shares, connections by outcome, the findings,
+//! the slowest teardowns with their timelines, and the endpoints whose closes stall.
+
+use super::table::{cell, num, Align, Style, Table, Tone};
+use sockmedic_capture::report::timeline_sentence;
+use sockmedic_capture::{Aggregate, Filter, Summary};
+use sockmedic_model::Report;
+use std::fmt::Write;
+
+fn share(n: u64, of: u64) -> String {
+    if of == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", n as f64 * 100.0 / of as f64)
+    }
+}
+
+fn ms(ns: i64) -> String {
+    format!("{:.0} ms", ns.max(0) as f64 / 1e6)
+}
+
+pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: Style) -> String {
+    let snap = &report.snapshot;
+    let mut out = String::new();
+    let input = snap.source.inputs.first().cloned().unwrap_or_default();
+    let _ = write!(out, "sockmedic pcap: {input}");
+    if !snap.source.taken_at.is_empty() {
+        let _ = write!(out, ", first packet {}", snap.source.taken_at);
+    }
+    if !filter.is_empty() {
+        let mut terms: Vec<String> = filter.hosts.iter().map(|h| format!("host:{h}")).collect();
+        terms.extend(filter.ports.iter().map(|p| format!("port:{p}")));
+        let _ = write!(out, " (filter {})", terms.join(" "));
+    }
+    out.push_str("\n\n");
+
+    let _ = writeln!(out, "{}", style.paint(Tone::Bold, "Packets"));
+    let mut t = Table::new(&[
+        ("", Align::Left),
+        ("packets", Align::Right),
+        ("share", Align::Right),
+    ]);
+    let rows = [
+        ("all", s.packets, s.packets),
+        ("TCP", s.tcp_packets, s.packets),
+        ("SYN", s.syn_packets, s.tcp_packets),
+        ("FIN", s.fin_packets, s.tcp_packets),
+        ("FIN retransmitted", s.fin_retransmissions, s.tcp_packets),
+        ("RST", s.rst_packets, s.tcp_packets),
+    ];
+    for (name, n, of) in rows {
+        t.row(vec![
+            cell(name, Tone::Plain),
+            cell(num(n), Tone::Plain),
+            cell(share(n, of), Tone::Dim),
+        ]);
+    }
+    out.push_str(&t.render(style));
+
+    let _ = writeln!(
+        out,
+        "\n{}",
+        style.paint(Tone::Bold, "Connections by outcome")
+    );
+    let mut t = Table::new(&[
+        ("outcome", Align::Left),
+        ("connections", Align::Right),
+        ("share", Align::Right),
+    ]);
+    let rows = [
+        (
+            "closed (both FINs acknowledged)",
+            s.closes_completed,
+            Tone::Plain,
+        ),
+        (
+            "reset",
+            s.resets,
+            if s.resets > 0 {
+                Tone::Warn
+            } else {
+                Tone::Plain
+            },
+        ),
+        (
+            "still closing at the end",
+            s.closing_at_end,
+            if s.closing_at_end > 0 {
+                Tone::Warn
+            } else {
+                Tone::Plain
+            },
+        ),
+        ("open at the end", s.open_at_end, Tone::Plain),
+        (
+            "SYN unanswered",
+            s.syn_unanswered,
+            if s.syn_unanswered > 0 {
+                Tone::Warn
+            } else {
+                Tone::Plain
+            },
+        ),
+    ];
+    for (name, n, tone) in rows {
+        t.row(vec![
+            cell(name, Tone::Plain),
+            cell(num(n), tone),
+            cell(share(n, s.connections), Tone::Dim),
+        ]);
+    }
+    t.row(vec![
+        cell("all", Tone::Bold),
+        cell(num(s.connections), Tone::Bold),
+        cell("", Tone::Plain),
+    ]);
+    out.push_str(&t.render(style));
+    if s.evicted > 0 {
+        let _ = writeln!(
+            out,
+            "({} open connections folded early to bound memory)",
+            num(s.evicted)
+        );
+    }
+
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "\n{}", style.paint(Tone::Bold, "No finding."));
+    } else {
+        let _ = writeln!(out, "\n{}", style.paint(Tone::Bold, "Findings"));
+        for f in &report.findings {
+            out.push('\n');
+            out.push_str(&super::check::finding(snap, f, false, style));
+        }
+    }
+
+    let slow: Vec<_> = s
+        .slowest
+        .iter()
+        .filter(|c| c.teardown_ns.is_some() || c.max_fin_wait_ns().is_some())
+        .take(top)
+        .collect();
+    if !slow.is_empty() {
+        let _ = writeln!(out, "\n{}", style.paint(Tone::Bold, "Slowest teardowns"));
+        for c in slow {
+            let took = c.teardown_ns.or(c.max_fin_wait_ns()).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "  {} ({:?}): {}",
+                ms(took),
+                c.outcome,
+                timeline_sentence(c)
+            );
+        }
+    }
+
+    let stalled = s.top_stalled(top);
+    out.push_str(&aggregates(
+        "Remote endpoints (by FIN retransmissions)",
+        "remote",
+        stalled.iter().map(|(e, a)| (e.to_string(), *a)),
+        style,
+    ));
+    let mut ports: Vec<(u16, Aggregate)> = s.by_local_port.iter().map(|(p, a)| (*p, *a)).collect();
+    ports.sort_by(|x, y| {
+        (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
+            x.1.fin_retransmissions,
+            x.1.max_fin_wait_ns,
+            y.0,
+        ))
+    });
+    ports.truncate(top);
+    out.push_str(&aggregates(
+        "Local ports (by FIN retransmissions)",
+        "local port",
+        ports.into_iter().map(|(p, a)| (p.to_string(), a)),
+        style,
+    ));
+    out.push_str(&super::missing_section(snap, style));
+    out
+}
+
+fn aggregates(
+    title: &str,
+    key: &str,
+    rows: impl Iterator<Item = (String, Aggregate)>,
+    style: Style,
+) -> String {
+    let mut t = Table::new(&[
+        (key, Align::Left),
+        ("conns", Align::Right),
+        ("stalled", Align::Right),
+        ("FIN rexmit", Align::Right),
+        ("closed", Align::Right),
+        ("reset", Align::Right),
+        ("max FIN wait", Align::Right),
+    ]);
+    let mut any = false;
+    for (k, a) in rows {
+        any = true;
+        let tone = if a.stalled > 0 {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
+        t.row(vec![
+            cell(k, Tone::Plain),
+            cell(num(a.connections), Tone::Plain),
+            cell(num(a.stalled), tone),
+            cell(num(a.fin_retransmissions), tone),
+            cell(num(a.closes_completed), Tone::Plain),
+            cell(num(a.resets), Tone::Plain),
+            cell(ms(a.max_fin_wait_ns), Tone::Plain),
+        ]);
+    }
+    if !any {
+        return String::new();
+    }
+    format!("\n{}\n{}", style.paint(Tone::Bold, title), t.render(style))
+}
