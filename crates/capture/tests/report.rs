@@ -1,0 +1,91 @@
+//! The findings and the `--filter` of `capture::report`, on summaries built by hand
+//! (the fixtures have no unanswered SYN and no storm of resets; fin-retrans.pcap's
+//! stall is tested through the binary in crates/sockmedic/tests/pcap.rs).
+
+use sockmedic_capture::report::{RESET_STORM_MIN, STALL_FIN_WAIT_MS};
+use sockmedic_capture::{capture_section, findings, Aggregate, Filter, Summary};
+use sockmedic_model::Severity;
+use std::net::SocketAddr;
+
+fn ep(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn teardown_stall_per_remote_with_fin_retransmissions_or_a_long_wait() {
+    let mut s = Summary {
+        connections: 30,
+        ..Summary::default()
+    };
+    let agg = |stalled, rexmit, wait_ms: u64| Aggregate {
+        connections: 10,
+        stalled,
+        fin_retransmissions: rexmit,
+        max_fin_wait_ns: (wait_ms * 1_000_000) as i64,
+        ..Aggregate::default()
+    };
+    s.by_remote.insert(ep("10.0.0.1:443"), agg(4, 9, 14_000));
+    s.by_remote
+        .insert(ep("10.0.0.2:443"), agg(1, 0, STALL_FIN_WAIT_MS));
+    // Unacknowledged at the very end of the capture, but only just: no finding.
+    s.by_remote
+        .insert(ep("10.0.0.3:443"), agg(1, 0, STALL_FIN_WAIT_MS - 1));
+    let f = findings(&s);
+    let codes: Vec<_> = f
+        .iter()
+        .map(|f| (f.code.as_str(), f.subject.remote.as_deref(), f.severity))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("teardown-stall", Some("10.0.0.1:443"), Severity::Critical),
+            ("teardown-stall", Some("10.0.0.2:443"), Severity::Warning),
+        ]
+    );
+    assert_eq!(f[0].subject.count, Some(4));
+    assert!(f[0].evidence[0].contains("14.0 s"), "{:?}", f[0].evidence);
+
+    let c = capture_section(&s, 10);
+    let top: Vec<_> = c.top_stalled.iter().map(|t| t.endpoint.as_str()).collect();
+    assert_eq!(top, ["10.0.0.1:443", "10.0.0.2:443", "10.0.0.3:443"]);
+    assert_eq!(c.top_stalled[0].max_fin_wait_ms, 14_000);
+    assert_eq!(capture_section(&s, 1).top_stalled.len(), 1);
+}
+
+#[test]
+fn syn_unanswered_per_listener_and_reset_storm() {
+    let mut s = Summary {
+        connections: 40,
+        resets: RESET_STORM_MIN,
+        ..Summary::default()
+    };
+    s.by_remote.insert(
+        ep("[2001:db8::1]:8080"),
+        Aggregate {
+            connections: 5,
+            syn_unanswered: 3,
+            ..Aggregate::default()
+        },
+    );
+    let f = findings(&s);
+    let codes: Vec<_> = f.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(codes, ["syn-unanswered", "reset-storm"]);
+    assert_eq!(f[0].subject.local.as_deref(), Some("[2001:db8::1]:8080"));
+    assert_eq!(f[0].subject.count, Some(3));
+    assert_eq!(f[1].subject.count, Some(RESET_STORM_MIN));
+
+    // The same resets among many more connections are no storm.
+    s.connections = 1000;
+    assert!(findings(&s).iter().all(|f| f.code != "reset-storm"));
+}
+
+#[test]
+fn filter_terms() {
+    let f = Filter::parse(&["host:10.0.0.1", "host:[::1]", "port:443"]).unwrap();
+    assert_eq!(f.hosts.len(), 2);
+    assert_eq!(f.ports, [443]);
+    assert!(Filter::parse(&["port:70000"]).is_err());
+    assert!(Filter::parse(&["host:nope"]).is_err());
+    assert!(Filter::parse(&["10.0.0.1"]).is_err());
+    assert!(Filter::parse::<&str>(&[]).unwrap().is_empty());
+}
