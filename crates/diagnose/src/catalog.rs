@@ -42,6 +42,10 @@ pub enum Need {
     Conntrack,
     /// The kernel log.
     KernelLog,
+    /// A packet capture: never in a Snapshot. The rules that need it are
+    /// capture-only (`sockmedic pcap FILE` produces their findings); `diagnose()`
+    /// skips them silently.
+    Capture,
 }
 
 impl Need {
@@ -58,11 +62,15 @@ impl Need {
             Need::Sysctls => snap.netns.iter().all(|n| n.sysctl.is_empty()),
             Need::Conntrack => host.limits.nf_conntrack_max.is_none(),
             Need::KernelLog => snap.kernel_log.is_none(),
+            Need::Capture => true,
         };
         lacks.then(|| self.why_missing(snap))
     }
 
     fn why_missing(self, snap: &Snapshot) -> String {
+        if self == Need::Capture {
+            return "only from a capture: sockmedic pcap FILE".into();
+        }
         let (what, keys): (&str, &[&str]) = match self {
             Need::Orphans => (
                 "sockstat orphan and net.ipv4.tcp_max_orphans",
@@ -82,6 +90,7 @@ impl Need {
             Need::Sysctls => ("the per-namespace sysctls", &["net.ipv4", "sysctl"]),
             Need::Conntrack => ("net.netfilter.nf_conntrack_max", &["nf_conntrack"]),
             Need::KernelLog => ("the kernel log", &["kernel log", "kmsg"]),
+            Need::Capture => unreachable!("handled above"),
         };
         // The collector's own reason, when it recorded one.
         let why = snap
@@ -107,6 +116,12 @@ impl Rule {
     pub fn missing(&self, snap: &Snapshot) -> Option<String> {
         self.needs.iter().find_map(|n| n.missing(snap))
     }
+
+    /// Whether only a capture produces this code (`sockmedic pcap FILE`): it needs
+    /// [`Need::Capture`], and its `check` finds nothing in a Snapshot.
+    pub fn capture_only(&self) -> bool {
+        self.needs.contains(&Need::Capture)
+    }
 }
 
 /// The rule of a code.
@@ -126,7 +141,7 @@ macro_rules! page {
 }
 
 /// Every finding code, in the order findings of one severity are shown.
-pub static CATALOG: [Rule; 13] = [
+pub static CATALOG: [Rule; 15] = [
     Rule {
         code: "orphan-pressure",
         summary: "orphans ×1, ×2 or ×4 (the kernel's penalty) approach tcp_max_orphans; `too many orphaned sockets` seen",
@@ -210,6 +225,24 @@ pub static CATALOG: [Rule; 13] = [
         explains: &[LogKind::SynFlood, LogKind::DropOpenRequest],
         page: page!("syn-backlog"),
         check: rules::syn_backlog::check,
+    },
+    Rule {
+        code: "syn-unanswered",
+        summary: "in a capture: SYNs to a listener that got neither a SYN-ACK nor a RST (capture only: `sockmedic pcap FILE`)",
+        needs: &[Need::Capture],
+        thresholds: &[],
+        explains: &[],
+        page: page!("syn-unanswered"),
+        check: rules::capture_only,
+    },
+    Rule {
+        code: "reset-storm",
+        summary: "in a capture: a large share of the connections ended in a RST (capture only: `sockmedic pcap FILE`)",
+        needs: &[Need::Capture],
+        thresholds: &[],
+        explains: &[],
+        page: page!("reset-storm"),
+        check: rules::capture_only,
     },
     Rule {
         code: "tcp-memory-pressure",

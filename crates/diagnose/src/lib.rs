@@ -35,12 +35,19 @@ pub struct Diagnosis {
 /// Runs every rule of the catalog on `snap`. `prev` is an earlier snapshot of the
 /// same host (counters suffice): rules judge counters by how fast they grow
 /// between the two.
+///
+/// Capture-only rules ([`Rule::capture_only`]: `syn-unanswered`, `reset-storm`) are
+/// skipped silently: a Snapshot never holds a capture, so listing them under
+/// "skipped" would be noise on every run. `sockmedic pcap` produces their findings.
 pub fn diagnose(snap: &Snapshot, prev: Option<&Snapshot>, thresholds: &Thresholds) -> Diagnosis {
     let rates = prev.and_then(|p| rates(p, snap));
     let ctx = Ctx::new(snap, rates.as_ref(), thresholds);
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
-    for rule in CATALOG.iter().filter(|r| r.code != "kernel-log") {
+    for rule in CATALOG
+        .iter()
+        .filter(|r| r.code != "kernel-log" && !r.capture_only())
+    {
         if let Some(why) = rule.missing(snap) {
             skipped.push(Skipped {
                 code: rule.code.to_string(),

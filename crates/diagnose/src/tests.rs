@@ -1013,3 +1013,31 @@ fn incident3_from_saved_outputs() {
     assert!(with_code(&run(&s), "socket-leak").is_empty());
     assert!(d.skipped.iter().any(|x| x.code == "teardown-stall"));
 }
+
+/// `syn-unanswered` and `reset-storm` come only from a capture: declared (with a
+/// page and the capture need), never found in a Snapshot, never listed as skipped.
+#[test]
+fn capture_only_codes_are_declared_and_silent_on_snapshots() {
+    for code in ["syn-unanswered", "reset-storm"] {
+        let r = crate::rule(code).unwrap();
+        assert!(r.capture_only(), "{code}");
+        assert_eq!(
+            r.missing(&healthy()).as_deref(),
+            Some("only from a capture: sockmedic pcap FILE")
+        );
+        assert!(r.page.starts_with(&format!("# {code}:")), "{code}");
+    }
+    for snap in [healthy(), Snapshot::default()] {
+        let d = diagnose(&snap, None, &Thresholds::default());
+        for code in ["syn-unanswered", "reset-storm"] {
+            assert!(d.findings.iter().all(|f| f.code != code), "{code}");
+            assert!(d.skipped.iter().all(|s| s.code != code), "{code}");
+        }
+    }
+    let capture_only: Vec<&str> = crate::CATALOG
+        .iter()
+        .filter(|r| r.capture_only())
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(capture_only, ["syn-unanswered", "reset-storm"]);
+}

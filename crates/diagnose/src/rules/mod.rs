@@ -17,6 +17,12 @@ pub mod timewait_pressure;
 use crate::context::Ctx;
 use sockmedic_model::{Netns, Severity};
 
+/// The `check` of a capture-only code (`syn-unanswered`, `reset-storm`): a
+/// Snapshot holds no packets, so it finds nothing; `sockmedic pcap` produces these.
+pub(crate) fn capture_only(_: &Ctx) -> Vec<sockmedic_model::Finding> {
+    Vec::new()
+}
+
 /// Severity of a ratio against a warning and a critical threshold.
 pub(crate) fn level(ratio: f64, warning: f64, critical: f64) -> Option<Severity> {
     if ratio >= critical {

@@ -82,10 +82,11 @@ fn summary(report: &Report, opts: &Options, style: Style) -> String {
         count(Severity::Warning),
         count(Severity::Info),
     );
-    let ran = CATALOG.len().saturating_sub(report.skipped.len());
+    // Capture-only codes never run on a snapshot (`sockmedic pcap` has them).
+    let checks = CATALOG.iter().filter(|r| !r.capture_only()).count();
+    let ran = checks.saturating_sub(report.skipped.len());
     let mut scope = format!(
-        "{ran} of {} checks ran on {} network namespace{}",
-        CATALOG.len(),
+        "{ran} of {checks} checks ran on {} network namespace{}",
         snap.netns.len(),
         plural(snap.netns.len())
     );
