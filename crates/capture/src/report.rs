@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use sockmedic_diagnose::Thresholds;
 use sockmedic_model::{self as model, Finding, Remedy, Severity, Subject};
 
 use crate::conn::{Analyzer, Config};
@@ -127,22 +128,19 @@ pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
     }
 }
 
-/// `teardown-stall`: a remote endpoint with a FIN retransmitted, or a FIN left
-/// unacknowledged for at least this long (milliseconds).
-pub const STALL_FIN_WAIT_MS: u64 = 1_000;
-/// `teardown-stall` is critical from this FIN-to-ACK wait on (milliseconds): the
-/// kernel's orphan retries are being spent.
-pub const STALL_CRITICAL_FIN_WAIT_MS: u64 = 10_000;
-/// `syn-unanswered`: a listener with at least this many SYNs never answered.
-pub const SYN_UNANSWERED_MIN: u64 = 1;
-/// `reset-storm`: at least this many connections reset...
-pub const RESET_STORM_MIN: u64 = 10;
-/// ... and at least this share (percent) of the capture's connections.
-pub const RESET_STORM_SHARE_PCT: u64 = 20;
-
 /// Findings from a capture: `teardown-stall` per remote endpoint, `syn-unanswered`
 /// per listener, `reset-storm` for the whole capture. Worst first.
-pub fn findings(s: &Summary) -> Vec<Finding> {
+///
+/// The thresholds are the catalog's `capture.*` ones
+/// (`sockmedic_diagnose::THRESHOLDS`): `capture.fin-wait-warning-ms`,
+/// `capture.fin-wait-critical-ms`, `capture.syn-unanswered-min`,
+/// `capture.reset-min`, `capture.reset-share`.
+pub fn findings(s: &Summary, t: &Thresholds) -> Vec<Finding> {
+    let fin_wait_warning = t.get("capture.fin-wait-warning-ms");
+    let fin_wait_critical = t.get("capture.fin-wait-critical-ms");
+    let syn_min = t.get("capture.syn-unanswered-min");
+    let reset_min = t.get("capture.reset-min");
+    let reset_share = t.get("capture.reset-share");
     let mut out = Vec::new();
     let mut remotes: Vec<(&SocketAddr, &Aggregate)> = s.by_remote.iter().collect();
     remotes.sort_by(|a, b| {
@@ -154,17 +152,25 @@ pub fn findings(s: &Summary) -> Vec<Finding> {
     });
     for (ep, a) in &remotes {
         let wait = ms(a.max_fin_wait_ns);
-        if a.stalled == 0 || (a.fin_retransmissions == 0 && wait < STALL_FIN_WAIT_MS) {
+        if a.stalled == 0 || (a.fin_retransmissions == 0 && (wait as f64) < fin_wait_warning) {
             continue;
         }
-        out.push(teardown_stall(s, ep, a));
+        let severity = if wait as f64 >= fin_wait_critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        out.push(teardown_stall(s, ep, a, severity));
     }
     for (ep, a) in &remotes {
-        if a.syn_unanswered >= SYN_UNANSWERED_MIN {
+        // At least one: a listener whose SYNs were all answered has nothing to say.
+        if a.syn_unanswered > 0 && a.syn_unanswered as f64 >= syn_min {
             out.push(syn_unanswered(ep, a));
         }
     }
-    if s.resets >= RESET_STORM_MIN && s.resets * 100 >= RESET_STORM_SHARE_PCT * s.connections.max(1)
+    if s.resets > 0
+        && s.resets as f64 >= reset_min
+        && s.resets as f64 >= reset_share * s.connections.max(1) as f64
     {
         out.push(reset_storm(s));
     }
@@ -176,13 +182,8 @@ fn secs(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
-fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate) -> Finding {
+fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate, severity: Severity) -> Finding {
     let wait = ms(a.max_fin_wait_ns);
-    let severity = if wait >= STALL_CRITICAL_FIN_WAIT_MS {
-        Severity::Critical
-    } else {
-        Severity::Warning
-    };
     let mut evidence = vec![format!(
         "{} of {} connections with {ep} did not close cleanly: {} FIN retransmissions, longest wait from a FIN to its ACK {}",
         a.stalled,

@@ -2,10 +2,18 @@
 //! (the fixtures have no unanswered SYN and no storm of resets; fin-retrans.pcap's
 //! stall is tested through the binary in crates/sockmedic/tests/pcap.rs).
 
-use sockmedic_capture::report::{RESET_STORM_MIN, STALL_FIN_WAIT_MS};
-use sockmedic_capture::{capture_section, findings, Aggregate, Filter, Summary};
+use sockmedic_capture::{capture_section, Aggregate, Filter, Summary};
+use sockmedic_diagnose::Thresholds;
 use sockmedic_model::Severity;
 use std::net::SocketAddr;
+
+/// The defaults of the catalog's `capture.*` thresholds.
+const STALL_FIN_WAIT_MS: u64 = 1_000;
+const RESET_STORM_MIN: u64 = 10;
+
+fn findings(s: &Summary) -> Vec<sockmedic_model::Finding> {
+    sockmedic_capture::findings(s, &Thresholds::default())
+}
 
 fn ep(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -88,4 +96,49 @@ fn filter_terms() {
     assert!(Filter::parse(&["host:nope"]).is_err());
     assert!(Filter::parse(&["10.0.0.1"]).is_err());
     assert!(Filter::parse::<&str>(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn thresholds_come_from_the_catalog_and_can_be_changed() {
+    let d = Thresholds::default();
+    assert_eq!(
+        d.get("capture.fin-wait-warning-ms"),
+        STALL_FIN_WAIT_MS as f64
+    );
+    assert_eq!(d.get("capture.reset-min"), RESET_STORM_MIN as f64);
+    let mut s = Summary {
+        connections: 100,
+        resets: 5,
+        ..Summary::default()
+    };
+    s.by_remote.insert(
+        ep("10.0.0.9:443"),
+        Aggregate {
+            connections: 1,
+            stalled: 1,
+            max_fin_wait_ns: 3_000_000_000,
+            ..Aggregate::default()
+        },
+    );
+    let codes = |t: &Thresholds| -> Vec<(String, Severity)> {
+        sockmedic_capture::findings(&s, t)
+            .into_iter()
+            .map(|f| (f.code, f.severity))
+            .collect()
+    };
+    assert_eq!(codes(&d), [("teardown-stall".into(), Severity::Warning)]);
+    let mut t = Thresholds::default();
+    t.set_pair("capture.fin-wait-critical-ms=2000").unwrap();
+    t.set_pair("capture.reset-min=5").unwrap();
+    t.set_pair("capture.reset-share=0.05").unwrap();
+    assert_eq!(
+        codes(&t),
+        [
+            ("teardown-stall".into(), Severity::Critical),
+            ("reset-storm".into(), Severity::Warning)
+        ]
+    );
+    t.set_pair("capture.fin-wait-warning-ms=5000").unwrap();
+    t.set_pair("capture.fin-wait-critical-ms=10000").unwrap();
+    assert_eq!(codes(&t), [("reset-storm".into(), Severity::Warning)]);
 }

@@ -111,6 +111,14 @@ pub struct PcapArgs {
     /// match a host (if any is given) and a port (if any is given).
     #[arg(long, value_name = "host:ADDR|port:N")]
     pub filter: Vec<String>,
+    /// Change a threshold (`capture.reset-min=20`); repeatable, as for `check`.
+    /// `sockmedic explain thresholds` lists them (the capture's are `capture.*`).
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table of NAME = number, as for `check`.
+    /// Default: /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// The wait between `check`'s two snapshots when `--interval` is not given.

@@ -1,5 +1,5 @@
-//! `check`'s thresholds: the defaults, then the config file's `[thresholds]`
-//! table, then each `--threshold NAME=VALUE`.
+//! The thresholds of `check` and `pcap`: the defaults, then the config file's
+//! `[thresholds]` table, then each `--threshold NAME=VALUE`.
 
 use crate::cli::{CheckArgs, DEFAULT_CONFIG};
 use anyhow::{anyhow, bail, Result};
@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 /// The thresholds `check` runs with. Any error is one line naming the file or
 /// flag and the problem.
 pub fn thresholds(args: &CheckArgs) -> Result<Thresholds> {
+    thresholds_from(args.config.as_deref(), &args.thresholds)
+}
+
+/// The same from `--config` and the `--threshold` pairs (`pcap` has both too).
+pub fn thresholds_from(config: Option<&Path>, pairs: &[String]) -> Result<Thresholds> {
     let mut t = Thresholds::default();
-    if let Some(path) = config_path(args) {
+    if let Some(path) = config_path(config) {
         apply_file(&mut t, &path)?;
     }
-    for pair in &args.thresholds {
+    for pair in pairs {
         t.set_pair(pair).map_err(|e| match e {
             ThresholdError::NoEquals(_) => anyhow!("{e}"),
             e => anyhow!("--threshold {pair}: {e}"),
@@ -23,8 +28,8 @@ pub fn thresholds(args: &CheckArgs) -> Result<Thresholds> {
 }
 
 /// `--config`, or the default file when it exists.
-fn config_path(args: &CheckArgs) -> Option<PathBuf> {
-    args.config.clone().or_else(|| {
+fn config_path(config: Option<&Path>) -> Option<PathBuf> {
+    config.map(Path::to_path_buf).or_else(|| {
         let default = Path::new(DEFAULT_CONFIG);
         default.exists().then(|| default.to_path_buf())
     })

@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub fn run(common: &Common, args: &PcapArgs) -> Result<ExitCode> {
     let filter = Filter::parse(&args.filter).map_err(|e| anyhow!("--filter {e}"))?;
+    let thresholds = crate::config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
     let name = args.file.display().to_string();
     let started = std::time::Instant::now();
     let cap = Capture::open(&args.file).map_err(|e| anyhow!("{name}: {e}"))?;
@@ -51,7 +52,7 @@ pub fn run(common: &Common, args: &PcapArgs) -> Result<ExitCode> {
         missing,
         ..Snapshot::default()
     };
-    let found = findings(&summary);
+    let found = findings(&summary, &thresholds);
     let code = exit_code(found.iter().map(|f| f.severity).max());
     let report = Report {
         capture: Some(capture_section(&summary, common.top)),

@@ -184,3 +184,56 @@ fn not_a_capture_is_one_line_and_exit_3() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// `--threshold` and `--config` apply to `pcap` as to `check`: the capture's
+/// thresholds are the catalog's `capture.*` ones.
+#[test]
+fn thresholds_and_config_apply_to_pcap() {
+    let f = fixture("fin-retrans.pcap");
+    let f = f.to_str().unwrap();
+    let stall = |out: &Output| {
+        let r = json(out);
+        let s = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["code"] == "teardown-stall")
+            .map(|x| x["severity"].as_str().unwrap().to_string());
+        (s, out.status.code())
+    };
+    let out = run(&[
+        "pcap",
+        f,
+        "--json",
+        "--threshold",
+        "capture.fin-wait-critical-ms=100",
+    ]);
+    assert_eq!(stall(&out), (Some("critical".into()), Some(2)));
+
+    let dir = std::env::temp_dir().join(format!("sockmedic-pcap-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[thresholds]\n\"capture.fin-wait-critical-ms\" = 100\n",
+    )
+    .unwrap();
+    let out = run(&["pcap", f, "--json", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(stall(&out), (Some("critical".into()), Some(2)));
+    // --threshold overrides the file.
+    let out = run(&[
+        "pcap",
+        f,
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--threshold",
+        "capture.fin-wait-critical-ms=60000",
+    ]);
+    assert_eq!(stall(&out), (Some("warning".into()), Some(1)));
+    std::fs::remove_dir_all(&dir).ok();
+
+    let out = run(&["pcap", f, "--threshold", "nope=1"]);
+    assert_eq!(out.status.code(), Some(EXIT_CANNOT_RUN));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}

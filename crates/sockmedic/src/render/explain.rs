@@ -38,7 +38,7 @@ pub fn thresholds(style: Style) -> String {
         "{}\n",
         style.paint(
             Tone::Bold,
-            "Thresholds (change with `check --threshold NAME=VALUE` or the config file's [thresholds])"
+            "Thresholds (change with `check` or `pcap --threshold NAME=VALUE`, or the config file's [thresholds])"
         )
     );
     let mut t = Table::new(&[
