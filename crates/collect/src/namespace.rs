@@ -308,11 +308,6 @@ pub fn wants_bound(opts: &CollectOptions) -> bool {
     opts.states.is_none_or(|s| s & BOUND_INACTIVE_BIT != 0)
 }
 
-fn port_range(ns: &Netns) -> Option<(u16, u16)> {
-    let v = procfs::parse_numbers(ns.sysctl.get("net.ipv4.ip_local_port_range")?).ok()?;
-    (v.len() == 2 && v[0] <= v[1] && v[1] <= 65535).then(|| (v[0] as u16, v[1] as u16))
-}
-
 fn reserved_ports(ns: &Netns) -> Vec<(u16, u16)> {
     ns.sysctl
         .get("net.ipv4.ip_local_reserved_ports")
@@ -332,7 +327,7 @@ fn dump_main(
     let started = Instant::now();
     let states = main_states(opts);
     let agg_opts = AggregateOptions {
-        port_range: port_range(ns),
+        port_range: ns.port_range(),
         port_filter: opts.port,
         states_requested: states,
         join: job.join.clone(),
@@ -413,7 +408,7 @@ fn requested_states(mask: u32) -> Vec<TcpState> {
 /// The aggregate options of stage two's dump.
 fn bound_opts(netns: &Netns, job: &Job) -> AggregateOptions {
     AggregateOptions {
-        port_range: port_range(netns),
+        port_range: netns.port_range(),
         port_filter: job.opts.port,
         bound_inactive_requested: true,
         states_requested: BOUND_INACTIVE_BIT,

@@ -501,11 +501,37 @@ impl Netns {
     pub fn sysctl_u64(&self, name: &str) -> Option<u64> {
         self.sysctl.get(name)?.trim().parse().ok()
     }
+    /// `net.ipv4.ip_local_port_range` as `(low, high)`: exactly two port numbers,
+    /// low ≤ high (what the kernel accepts); `None` otherwise.
+    pub fn port_range(&self) -> Option<(u16, u16)> {
+        let v = self.sysctl.get("net.ipv4.ip_local_port_range")?;
+        let mut words = v.split_whitespace().map(str::parse::<u16>);
+        match (words.next(), words.next(), words.next()) {
+            (Some(Ok(lo)), Some(Ok(hi)), None) if lo <= hi => Some((lo, hi)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_range_is_two_ordered_ports() {
+        let with = |v: &str| {
+            let mut ns = Netns::default();
+            ns.sysctl
+                .insert("net.ipv4.ip_local_port_range".into(), v.into());
+            ns.port_range()
+        };
+        assert_eq!(with("32768\t60999"), Some((32768, 60999)));
+        assert_eq!(with("50000 62000"), Some((50000, 62000)));
+        for bad in ["", "40000", "62000 50000", "1 2 3", "1 70000", "a b"] {
+            assert_eq!(with(bad), None, "{bad:?}");
+        }
+        assert_eq!(Netns::default().port_range(), None);
+    }
 
     #[test]
     fn report_has_schema_first_and_null_fields() {

@@ -89,9 +89,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// The snapshot a command works on: saved data with `--from`, else this host's.
 pub fn snapshot(common: &Common, opts: &CollectOptions) -> Result<Snapshot> {
     match &common.from {
-        Some(path) => Ok(read_saved(path, common, opts)?),
+        Some(path) => {
+            let mut snap = read_saved(path, common, opts)?;
+            if let Some(sel) = &common.netns {
+                select_saved_netns(&mut snap, sel, path)?;
+            }
+            Ok(snap)
+        }
         None => Ok(collect(opts)?),
     }
+}
+
+/// `--netns SEL` on saved data: keep the namespace whose id or one of whose names
+/// is SEL (a bundle holds every namespace it recorded; saved text holds one).
+fn select_saved_netns(snap: &mut Snapshot, sel: &str, path: &std::path::Path) -> Result<()> {
+    let matches = |n: &sockmedic_model::Netns| {
+        n.id.to_string() == sel
+            || n.names
+                .iter()
+                .any(|x| x == sel || x.strip_prefix("pod ") == Some(sel))
+    };
+    if !snap.netns.iter().any(matches) {
+        let have: Vec<String> = snap
+            .netns
+            .iter()
+            .map(|n| format!("{} ({})", n.id, n.names.join(", ")))
+            .collect();
+        bail!(
+            "--netns {sel}: no such namespace in {} (it holds: {})",
+            path.display(),
+            have.join("; ")
+        );
+    }
+    snap.netns.retain(matches);
+    let kept: Vec<u64> = snap.netns.iter().map(|n| n.id).collect();
+    snap.processes
+        .retain(|p| p.netns.is_none_or(|id| kept.contains(&id)));
+    Ok(())
 }
 
 /// `--from PATH`: an unreadable input is one line naming it (exit 3).

@@ -447,3 +447,26 @@ fn incident3_second_occurrence() {
     // alloc − inuse − orphans not seen in any listing (171: no listing was saved).
     assert_eq!(closed.alloc - closed.inuse, 64572 - 1800);
 }
+
+/// `--netns` on saved data selects among the namespaces the input holds; one it does
+/// not hold is one line and exit 3, never silently ignored.
+#[test]
+fn netns_selection_on_saved_data() {
+    let file = fixture_str("offline/ss-tan.txt");
+    let run = sockmedic(&["stat", "--json", "--from", &file, "--netns", "nope"]);
+    assert_refused(&run, &file, "--netns nope: no such namespace");
+    let run = sockmedic(&["stat", "--json", "--from", &file, "--netns", "0"]);
+    let report = run.report();
+    assert_eq!(
+        report["netns"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        report["netns"][0]["states"]["ESTABLISHED"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+}

@@ -4,9 +4,7 @@
 use super::dumped;
 use crate::context::{finding, Ctx};
 use crate::words::pct;
-use sockmedic_model::{
-    format_endpoint, Finding, Listener, Netns, Process, Severity, Subject, TcpState,
-};
+use sockmedic_model::{format_endpoint, Finding, Listener, Netns, Severity, Subject, TcpState};
 
 pub fn check(ctx: &Ctx) -> Vec<Finding> {
     let warn = ctx.t.get("accept.warning");
@@ -39,18 +37,9 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
     out
 }
 
-fn owner<'a>(ctx: &Ctx<'a>, ns: &Netns, l: &Listener) -> Option<&'a Process> {
-    ctx.snap.processes.iter().find(|p| {
-        p.netns == Some(ns.id)
-            && p.listeners
-                .iter()
-                .any(|x| x.inode == l.inode && x.local == l.local)
-    })
-}
-
 fn listener(ctx: &Ctx, ns: &Netns, l: &Listener, severity: Severity, overflowing: bool) -> Finding {
     let ep = format_endpoint(&l.local);
-    let p = owner(ctx, ns, l);
+    let p = super::listener_owner(ctx, ns, l);
     let mut subject = Subject {
         netns: Some(ns.name().to_string()),
         state: Some(TcpState::Listen.name().to_string()),

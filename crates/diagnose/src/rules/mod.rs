@@ -47,6 +47,33 @@ pub(crate) fn orphan_lifetime_s(retries: u64) -> f64 {
     (2f64.powi(r + 1) - 1.0) * 0.2
 }
 
+/// The kernel's default tcp_max_tw_buckets for a namespace: half its ehash
+/// (`tcp_ehash_entries`, negative when it is the global one), or 262144 when the
+/// hash size is unknown.
+pub(crate) fn default_tw_buckets(ns: &Netns) -> u64 {
+    ns.sysctl
+        .get("net.ipv4.tcp_ehash_entries")
+        .and_then(|v| v.trim().trim_start_matches('-').parse::<u64>().ok())
+        .map(|e| e / 2)
+        .filter(|v| *v > 0)
+        .unwrap_or(262_144)
+}
+
+/// The process owning a listener of this namespace (same socket: inode and
+/// endpoint).
+pub(crate) fn listener_owner<'a>(
+    ctx: &Ctx<'a>,
+    ns: &Netns,
+    l: &sockmedic_model::Listener,
+) -> Option<&'a sockmedic_model::Process> {
+    ctx.snap.processes.iter().find(|p| {
+        p.netns == Some(ns.id)
+            && p.listeners
+                .iter()
+                .any(|x| x.inode == l.inode && x.local == l.local)
+    })
+}
+
 /// The namespaces whose sockets were dumped.
 pub(crate) fn dumped<'a>(ctx: &Ctx<'a>) -> impl Iterator<Item = &'a Netns> + 'a {
     ctx.snap.netns.iter().filter(|n| n.dump.is_some())

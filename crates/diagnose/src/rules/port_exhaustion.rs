@@ -27,10 +27,8 @@ pub fn check(ctx: &Ctx) -> Vec<Finding> {
 /// are bound too (incident 3: 12036 of a 12001-port range).
 fn from_bind_buckets(ctx: &Ctx, ns: &Netns) -> Option<Finding> {
     let buckets = ns.bind_buckets?;
-    let v = ns.sysctl.get("net.ipv4.ip_local_port_range")?;
-    let mut it = v.split_whitespace().filter_map(|x| x.parse::<u64>().ok());
-    let (lo, hi) = (it.next()?, it.next()?);
-    let size = hi.checked_sub(lo)? + 1;
+    let (lo, hi) = ns.port_range()?;
+    let size = u64::from(hi - lo) + 1;
     let ratio = buckets as f64 / size as f64;
     let severity = level(
         ratio,

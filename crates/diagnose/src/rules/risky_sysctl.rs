@@ -137,13 +137,7 @@ fn tw_recycle(_ctx: &Ctx, ns: &Netns) -> Option<Risk> {
 
 fn max_tw_buckets(_ctx: &Ctx, ns: &Netns) -> Option<Risk> {
     let v = ns.sysctl_u64("net.ipv4.tcp_max_tw_buckets")?;
-    let default = ns
-        .sysctl
-        .get("net.ipv4.tcp_ehash_entries")
-        .and_then(|e| e.trim().trim_start_matches('-').parse::<u64>().ok())
-        .map(|e| e / 2)
-        .filter(|d| *d > 0)
-        .unwrap_or(262_144);
+    let default = super::default_tw_buckets(ns);
     if v * 8 > default {
         return None;
     }
@@ -196,9 +190,8 @@ fn synack_retries(_ctx: &Ctx, ns: &Netns) -> Option<Risk> {
 }
 
 fn port_range(ns: &Netns) -> Option<(u64, u64)> {
-    let v = ns.sysctl.get("net.ipv4.ip_local_port_range")?;
-    let mut it = v.split_whitespace().filter_map(|x| x.parse::<u64>().ok());
-    Some((it.next()?, it.next()?))
+    ns.port_range()
+        .map(|(lo, hi)| (u64::from(lo), u64::from(hi)))
 }
 
 /// Under half the default size (28232 ports): where a busy client runs out.

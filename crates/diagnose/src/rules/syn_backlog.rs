@@ -57,12 +57,7 @@ const EXPLAIN: &str = "A SYN-RECV socket is a request the listener answered with
 
 fn listener(ctx: &Ctx, ns: &Netns, l: &Listener, severity: Severity) -> Finding {
     let ep = format_endpoint(&l.local);
-    let owner = ctx.snap.processes.iter().find(|p| {
-        p.netns == Some(ns.id)
-            && p.listeners
-                .iter()
-                .any(|x| x.inode == l.inode && x.local == l.local)
-    });
+    let owner = super::listener_owner(ctx, ns, l);
     let mut subject = Subject {
         netns: Some(ns.name().to_string()),
         state: Some(TcpState::SynRecv.name().to_string()),

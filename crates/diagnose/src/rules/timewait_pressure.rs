@@ -1,7 +1,7 @@
 //! `timewait-pressure`: TIME-WAIT against tcp_max_tw_buckets, overflows, and
 //! TIME-WAIT eating the ephemeral range towards one destination.
 
-use super::level;
+use super::{default_tw_buckets, level};
 use crate::context::{finding, Ctx};
 use crate::words::pct;
 use sockmedic_model::{format_endpoint, Finding, LogKind, Netns, Severity, Subject, TcpState};
@@ -169,15 +169,4 @@ fn top_tw_remote(ns: &Netns) -> Option<(sockmedic_model::Endpoint, u64)> {
         .filter(|r| r.state == TcpState::TimeWait)
         .max_by_key(|r| r.count)
         .map(|r| (r.endpoint, r.count))
-}
-
-/// The kernel's default tcp_max_tw_buckets: half the namespace's ehash, or 262144
-/// when the hash size is unknown.
-fn default_tw_buckets(ns: &Netns) -> u64 {
-    ns.sysctl
-        .get("net.ipv4.tcp_ehash_entries")
-        .and_then(|v| v.trim().trim_start_matches('-').parse::<u64>().ok())
-        .map(|e| e / 2)
-        .filter(|v| *v > 0)
-        .unwrap_or(262_144)
 }

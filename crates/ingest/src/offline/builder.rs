@@ -370,7 +370,7 @@ impl Offline {
     }
     fn aggregate_options(&self) -> AggregateOptions {
         AggregateOptions {
-            port_range: self.port_range(),
+            port_range: self.ns.port_range(),
             port_filter: self.opts.port,
             states_requested: self
                 .opts
@@ -428,13 +428,6 @@ impl Offline {
 
     pub fn missing(&mut self, what: impl Into<String>, why: impl Into<String>) {
         self.missing.push(Missing::new(what, why));
-    }
-
-    fn port_range(&self) -> Option<(u16, u16)> {
-        let v = self.ns.sysctl.get("net.ipv4.ip_local_port_range")?;
-        let mut it = v.split_whitespace().filter_map(|x| x.parse::<u16>().ok());
-        let (lo, hi) = (it.next()?, it.next()?);
-        (lo <= hi).then_some((lo, hi))
     }
 
     // ---------------------------------------------------------------- finish
