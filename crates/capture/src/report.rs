@@ -114,6 +114,14 @@ pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
         fin_retransmissions: s.fin_retransmissions,
         connections: s.connections,
         closes_completed: s.closes_completed,
+        syn_retransmissions: s.syn_retransmissions,
+        syn_ack_retransmissions: s.syn_ack_retransmissions,
+        data_retransmissions: s.data_retransmissions,
+        zero_windows: s.zero_windows,
+        resets: s.resets,
+        syn_unanswered: s.syn_unanswered,
+        closing_at_end: s.closing_at_end,
+        open_at_end: s.open_at_end,
         top_stalled: s
             .top_stalled(top)
             .into_iter()

@@ -53,6 +53,29 @@ pub struct Capture {
     pub connections: u64,
     /// Connections whose close completed in the capture (both FINs acknowledged).
     pub closes_completed: u64,
+    /// SYNs and SYN-ACKs sent again (`tcp.analysis.retransmission` on a SYN).
+    #[serde(default)]
+    pub syn_retransmissions: u64,
+    #[serde(default)]
+    pub syn_ack_retransmissions: u64,
+    /// Segments with data sent again (`tcp.analysis.retransmission` with `tcp.len > 0`,
+    /// FIN not set).
+    #[serde(default)]
+    pub data_retransmissions: u64,
+    /// Segments advertising a zero window (`tcp.analysis.zero_window`).
+    #[serde(default)]
+    pub zero_windows: u64,
+    /// Connections that ended with a RST.
+    #[serde(default)]
+    pub resets: u64,
+    /// Connections whose SYN was never answered in the capture.
+    #[serde(default)]
+    pub syn_unanswered: u64,
+    /// Connections still closing / still open when the capture ended.
+    #[serde(default)]
+    pub closing_at_end: u64,
+    #[serde(default)]
+    pub open_at_end: u64,
     /// Remote endpoints whose closes stalled most, worst first.
     pub top_stalled: Vec<StalledEndpoint>,
 }
