@@ -10,6 +10,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 
 use crate::decode::{flags, tcp_segment, TcpSegment};
+use crate::filter::Filter;
 use crate::read::{Capture, Error};
 use crate::summary::{Connection, Event, EventKind, Outcome, Role, Side, Summary};
 
@@ -466,25 +467,37 @@ impl Analyzer {
 
 /// Runs the analysis over a whole capture. A read error stops it: the summary so far is
 /// returned with the error (a capture cut short while being written is still useful).
-pub fn analyze(cap: &Capture, cfg: Config) -> (Summary, Option<Error>) {
+pub fn analyze(cap: &mut Capture, cfg: Config) -> (Summary, Option<Error>) {
+    analyze_with(cap, cfg, &Filter::default(), |_| {})
+}
+
+/// [`analyze`] with a filter and a progress callback (input bytes read so far). Packets
+/// that do not pass the filter are not counted at all (neither in `packets` nor anywhere
+/// else); with an empty filter every packet counts.
+pub fn analyze_with(
+    cap: &mut Capture,
+    cfg: Config,
+    filter: &Filter,
+    on_progress: impl FnMut(u64),
+) -> (Summary, Option<Error>) {
     let mut a = Analyzer::new(cfg);
-    let mut err = None;
-    match cap.packets() {
-        Err(e) => err = Some(e),
-        Ok(packets) => {
-            for p in packets {
-                match p {
-                    Ok(p) => match tcp_segment(p.linktype, p.data) {
-                        Ok(seg) => a.segment(p.ts_ns, &seg),
-                        Err(_) => a.other_packet(),
-                    },
-                    Err(e) => {
-                        err = Some(e);
-                        break;
-                    }
-                }
+    let (mut first, mut last) = (None, None);
+    let everything = filter.is_empty();
+    let result = cap.for_each_packet(
+        |p| {
+            first.get_or_insert(p.ts_ns);
+            last = Some(p.ts_ns);
+            match tcp_segment(p.linktype, p.data) {
+                Ok(seg) if everything || filter.matches(&seg) => a.segment(p.ts_ns, &seg),
+                Ok(_) => {}
+                Err(_) if everything => a.other_packet(),
+                Err(_) => {}
             }
-        }
-    }
-    (a.finish(), err)
+        },
+        on_progress,
+    );
+    let mut s = a.finish();
+    s.first_ts_ns = first;
+    s.last_ts_ns = last;
+    (s, result.err())
 }

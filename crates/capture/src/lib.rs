@@ -6,12 +6,14 @@
 
 pub mod conn;
 pub mod decode;
+pub mod filter;
 pub mod read;
 pub mod report;
 pub mod summary;
 
-pub use conn::{analyze, Analyzer, Config};
+pub use conn::{analyze, analyze_with, Analyzer, Config};
 pub use decode::{flags, tcp_segment, Skip, TcpSegment};
+pub use filter::Filter;
 pub use read::{Capture, Error, Packet, Packets};
-pub use report::{analyze_filtered, capture_section, findings, Filter};
+pub use report::{capture_section, findings};
 pub use summary::{Aggregate, Connection, Event, EventKind, Outcome, Role, Side, Summary};

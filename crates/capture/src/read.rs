@@ -3,9 +3,11 @@
 //! an options `Vec`. pcap-parser still reads the file header and the rare pcapng blocks
 //! whose layout is richer (section and interface descriptions).
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::rc::Rc;
 
 use pcap_parser::parse_pcap_header;
 use pcap_parser::pcapng::{
@@ -42,77 +44,221 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
 }
 
-enum Bytes {
+/// Where the bytes come from.
+enum Input {
+    /// A plain file: parsed in place.
     Mapped(memmap2::Mmap),
-    Owned(Vec<u8>),
+    /// A pipe or a gzip file: read in chunks into a window that only ever holds the
+    /// record being parsed and what follows it, so memory does not grow with the file.
+    Stream {
+        reader: Box<dyn Read>,
+        /// Input bytes (compressed ones for gzip) read so far, for the progress bar.
+        consumed: Rc<Cell<u64>>,
+        chunk: usize,
+    },
 }
 
-/// A whole capture file's bytes: mapped when it is a plain file, in memory when it came
-/// through a pipe or gzip (neither can be mapped).
+/// An open capture: a memory-mapped file, or a stream (stdin, gzip) read in chunks.
 pub struct Capture {
-    bytes: Bytes,
+    input: Input,
+    /// The input's size in bytes when it is known (a file; compressed size for gzip).
+    len: Option<u64>,
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The stream window grows by this much at a time.
+const CHUNK: usize = 4 << 20;
+/// A record longer than this in a stream is taken for damage, not waited for (pcapng
+/// blocks have no smaller bound; 256 KiB is the largest snaplen tools write).
+const MAX_RECORD: usize = 64 << 20;
+/// How often (in bytes of input) the mapped reader reports progress.
+const PROGRESS_STEP: usize = 8 << 20;
 
 impl Capture {
-    /// Opens `path`; `-` is standard input. A gzip file is decompressed into memory.
+    /// Opens `path`; `-` is standard input. A gzip file is decompressed as it is read.
     pub fn open(path: &Path) -> Result<Self, Error> {
         if path.as_os_str() == "-" {
-            return Self::from_reader(std::io::stdin().lock());
+            return Self::from_reader(std::io::stdin());
         }
-        let file = File::open(path)?;
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut magic = [0u8; 2];
+        let gzip = file.read_exact(&mut magic).is_ok() && magic == GZIP_MAGIC;
+        if gzip {
+            file.seek(SeekFrom::Start(0))?;
+            let mut cap = Self::from_reader(file)?;
+            cap.len = Some(len);
+            return Ok(cap);
+        }
         // SAFETY: the map is read-only; a capture that another process truncates while
         // we read it is the one way this can fault, as with any mmap reader (tshark's too).
         let map = unsafe { memmap2::Mmap::map(&file)? };
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
-        if map.starts_with(&GZIP_MAGIC) {
-            return Self::from_bytes(gunzip(&map[..])?);
-        }
         Ok(Capture {
-            bytes: Bytes::Mapped(map),
+            input: Input::Mapped(map),
+            len: Some(len),
         })
     }
 
-    /// Reads a whole capture (gzip or not) from a stream.
-    pub fn from_reader(mut r: impl Read) -> Result<Self, Error> {
-        let mut buf = Vec::new();
-        r.read_to_end(&mut buf)?;
-        Self::from_bytes(buf)
-    }
-
-    /// A capture from bytes already in memory (gzip is decompressed).
-    pub fn from_bytes(buf: Vec<u8>) -> Result<Self, Error> {
-        let buf = if buf.starts_with(&GZIP_MAGIC) {
-            gunzip(&buf)?
+    /// A capture (gzip or not) read from a stream, chunk by chunk.
+    pub fn from_reader(r: impl Read + 'static) -> Result<Self, Error> {
+        let consumed = Rc::new(Cell::new(0));
+        let mut counted = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: r,
+                count: consumed.clone(),
+            },
+        );
+        let gzip = counted.fill_buf()?.starts_with(&GZIP_MAGIC);
+        let reader: Box<dyn Read> = if gzip {
+            // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip file too.
+            Box::new(flate2::bufread::MultiGzDecoder::new(counted))
         } else {
-            buf
+            Box::new(counted)
         };
         Ok(Capture {
-            bytes: Bytes::Owned(buf),
+            input: Input::Stream {
+                reader,
+                consumed,
+                chunk: CHUNK,
+            },
+            len: None,
         })
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        match &self.bytes {
-            Bytes::Mapped(m) => m,
-            Bytes::Owned(v) => v,
-        }
+    /// A capture from bytes in memory (gzip or not), read as a stream.
+    pub fn from_bytes(buf: Vec<u8>) -> Result<Self, Error> {
+        let len = buf.len() as u64;
+        let mut cap = Self::from_reader(std::io::Cursor::new(buf))?;
+        cap.len = Some(len);
+        Ok(cap)
     }
 
-    /// The packets in file order. The iterator yields an `Err` at most once, then ends:
-    /// packets before a damaged record are still delivered.
-    pub fn packets(&self) -> Result<Packets<'_>, Error> {
-        Packets::new(self.bytes())
+    /// Reads a stream `bytes` at a time instead of 4 MiB (tests use it to put record
+    /// boundaries across reads).
+    pub fn with_chunk_size(mut self, bytes: usize) -> Self {
+        if let Input::Stream { chunk, .. } = &mut self.input {
+            *chunk = bytes.max(1);
+        }
+        self
+    }
+
+    /// The input's size in bytes when known (for gzip, the compressed size).
+    pub fn input_len(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// Calls `on_packet` for every packet in file order, and `on_progress` now and then
+    /// with the input bytes read so far. An error ends the walk: the packets before a
+    /// damaged or missing record have been delivered by then.
+    pub fn for_each_packet(
+        &mut self,
+        mut on_packet: impl FnMut(Packet<'_>),
+        mut on_progress: impl FnMut(u64),
+    ) -> Result<(), Error> {
+        match &mut self.input {
+            Input::Mapped(map) => {
+                let mut packets = Packets::new(map)?;
+                let mut next_report = PROGRESS_STEP;
+                while let Some(p) = packets.step() {
+                    on_packet(p?);
+                    if packets.off >= next_report {
+                        on_progress(packets.off as u64);
+                        next_report = packets.off + PROGRESS_STEP;
+                    }
+                }
+                on_progress(map.len() as u64);
+                Ok(())
+            }
+            Input::Stream {
+                reader,
+                consumed,
+                chunk,
+            } => {
+                let consumed = consumed.clone();
+                let mut report = || on_progress(consumed.get());
+                stream_packets(reader, *chunk, &mut on_packet, &mut report)?;
+                report();
+                Ok(())
+            }
+        }
     }
 }
 
-fn gunzip(gz: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(gz.len().saturating_mul(4));
-    // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip file too.
-    flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out)?;
-    Ok(out)
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Appends up to `want` bytes to `buf`; false at the end of the stream.
+fn fill(r: &mut dyn Read, buf: &mut Vec<u8>, want: usize) -> Result<bool, Error> {
+    let target = buf.len() + want;
+    while buf.len() < target {
+        let n = (&mut *r)
+            .take((target - buf.len()) as u64)
+            .read_to_end(buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The stream reader: parses what the window holds, keeps the incomplete record at its
+/// end, reads more, and goes on with the same parser state.
+fn stream_packets(
+    r: &mut dyn Read,
+    chunk: usize,
+    on_packet: &mut dyn FnMut(Packet<'_>),
+    on_progress: &mut dyn FnMut(),
+) -> Result<(), Error> {
+    let mut buf = Vec::with_capacity(chunk);
+    // The file header must be whole before the first parse.
+    let mut more = fill(r, &mut buf, chunk.max(4096))?;
+    let mut state: Option<(Format, usize)> = None;
+    loop {
+        let mut p = match state.take() {
+            None => Packets::new(&buf)?,
+            Some((format, base)) => Packets {
+                buf: &buf,
+                off: 0,
+                base,
+                format,
+                done: false,
+            },
+        };
+        loop {
+            match p.step() {
+                Some(Ok(pkt)) => on_packet(pkt),
+                None if !more => return Ok(()),
+                None | Some(Err(Error::Truncated { .. })) if more => break,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+        let (used, base) = (p.off, p.base + p.off);
+        state = Some((p.format, base));
+        buf.drain(..used);
+        if buf.len() > MAX_RECORD {
+            return Err(Error::Malformed {
+                what: "record length (over 64 MiB)",
+                offset: base,
+            });
+        }
+        more = fill(r, &mut buf, chunk)?;
+        on_progress();
+    }
 }
 
 /// A pcapng interface as far as packets need it.
@@ -142,6 +288,8 @@ enum Format {
 pub struct Packets<'a> {
     buf: &'a [u8],
     off: usize,
+    /// Where `buf` starts in the whole input (a stream's window moves on).
+    base: usize,
     format: Format,
     done: bool,
 }
@@ -155,11 +303,13 @@ const PCAPNG_EPB: u32 = 6;
 const PCAPNG_PB: u32 = 2;
 
 impl<'a> Packets<'a> {
-    fn new(buf: &'a [u8]) -> Result<Self, Error> {
+    /// The packets of a whole capture held in memory.
+    pub fn new(buf: &'a [u8]) -> Result<Self, Error> {
         if buf.len() >= 4 && u32::from_le_bytes(buf[..4].try_into().unwrap()) == PCAPNG_SHB {
             let mut p = Packets {
                 buf,
                 off: 0,
+                base: 0,
                 format: Format::PcapNg {
                     big_endian: false,
                     ifaces: Vec::new(),
@@ -180,6 +330,7 @@ impl<'a> Packets<'a> {
         Ok(Packets {
             buf,
             off: 24,
+            base: 0,
             format: Format::Pcap {
                 big_endian: h.is_bigendian(),
                 nanos: h.is_nanosecond_precision(),
@@ -404,13 +555,10 @@ impl<'a> Packets<'a> {
     }
 }
 
-impl<'a> Iterator for Packets<'a> {
-    type Item = Result<Packet<'a>, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
+impl<'a> Packets<'a> {
+    /// The next packet, the end, or an error at the record that starts at `self.off`
+    /// (which is left there, so that a stream can read more and try again).
+    fn step(&mut self) -> Option<Result<Packet<'a>, Error>> {
         let item = match self.format {
             Format::Pcap {
                 big_endian,
@@ -419,6 +567,42 @@ impl<'a> Iterator for Packets<'a> {
             } => self.next_pcap(big_endian, nanos, linktype),
             Format::PcapNg { .. } => self.next_pcapng(),
         };
+        match item {
+            Some(Err(e)) if self.base > 0 => Some(Err(e.moved_by(self.base))),
+            other => other,
+        }
+    }
+}
+
+impl Error {
+    /// The same error with its byte offset counted from `base` earlier.
+    fn moved_by(self, base: usize) -> Error {
+        match self {
+            Error::Malformed { what, offset } => Error::Malformed {
+                what,
+                offset: offset + base,
+            },
+            Error::Truncated { offset } => Error::Truncated {
+                offset: offset + base,
+            },
+            Error::UnknownInterface { offset, interface } => Error::UnknownInterface {
+                offset: offset + base,
+                interface,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<'a> Iterator for Packets<'a> {
+    type Item = Result<Packet<'a>, Error>;
+
+    /// Yields an `Err` at most once, then ends.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.step();
         if !matches!(item, Some(Ok(_))) {
             self.done = true;
         }

@@ -1,97 +1,12 @@
 //! From a [`Summary`] to the report: the `capture` section, the findings, and the
 //! `--filter` that picks the packets analysed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use sockmedic_diagnose::Thresholds;
 use sockmedic_model::{self as model, Finding, Remedy, Severity, Subject};
 
-use crate::conn::{Analyzer, Config};
-use crate::decode::{tcp_segment, TcpSegment};
-use crate::read::{Capture, Error};
 use crate::summary::{Aggregate, Connection, EventKind, Summary};
-
-/// Which packets to analyse: `host:ADDR` and `port:N` terms. A packet passes when
-/// one of its addresses is one of the hosts (if any is given) and one of its ports is
-/// one of the ports (if any is given).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub hosts: Vec<IpAddr>,
-    pub ports: Vec<u16>,
-}
-
-impl Filter {
-    /// Parses the terms (`host:10.0.0.1`, `host:::1`, `port:443`).
-    pub fn parse<S: AsRef<str>>(terms: &[S]) -> Result<Filter, String> {
-        let mut f = Filter::default();
-        for t in terms {
-            let t = t.as_ref();
-            if let Some(a) = t.strip_prefix("host:") {
-                let a = a.trim_start_matches('[').trim_end_matches(']');
-                f.hosts.push(
-                    a.parse()
-                        .map_err(|_| format!("{t:?}: not an IP address after host:"))?,
-                );
-            } else if let Some(p) = t.strip_prefix("port:") {
-                f.ports.push(
-                    p.parse()
-                        .map_err(|_| format!("{t:?}: not a port number after port:"))?,
-                );
-            } else {
-                return Err(format!("{t:?}: a filter is host:ADDR or port:N"));
-            }
-        }
-        Ok(f)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.ports.is_empty()
-    }
-
-    pub fn matches(&self, s: &TcpSegment) -> bool {
-        (self.hosts.is_empty() || self.hosts.iter().any(|h| *h == s.src || *h == s.dst))
-            && (self.ports.is_empty()
-                || self
-                    .ports
-                    .iter()
-                    .any(|p| *p == s.src_port || *p == s.dst_port))
-    }
-}
-
-/// [`crate::analyze`] with a filter: packets that do not pass are not counted at all
-/// (neither in `packets` nor anywhere else); with an empty filter every packet counts.
-pub fn analyze_filtered(cap: &Capture, cfg: Config, filter: &Filter) -> (Summary, Option<Error>) {
-    let mut a = Analyzer::new(cfg);
-    let mut err = None;
-    let (mut first, mut last) = (None, None);
-    match cap.packets() {
-        Err(e) => err = Some(e),
-        Ok(packets) => {
-            for p in packets {
-                if let Ok(p) = &p {
-                    first.get_or_insert(p.ts_ns);
-                    last = Some(p.ts_ns);
-                }
-                match p {
-                    Ok(p) => match tcp_segment(p.linktype, p.data) {
-                        Ok(seg) if filter.matches(&seg) => a.segment(p.ts_ns, &seg),
-                        Ok(_) => {}
-                        Err(_) if filter.is_empty() => a.other_packet(),
-                        Err(_) => {}
-                    },
-                    Err(e) => {
-                        err = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let mut s = a.finish();
-    s.first_ts_ns = first;
-    s.last_ts_ns = last;
-    (s, err)
-}
 
 /// `ip:port`, `[v6]:port`, as everywhere in the report.
 pub fn endpoint(a: &SocketAddr) -> String {

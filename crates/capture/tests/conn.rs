@@ -8,8 +8,8 @@ use common::{expected, fixture};
 use sockmedic_capture::{analyze, Capture, Config, EventKind, Outcome, Role, Summary};
 
 fn summary(name: &str) -> Summary {
-    let cap = Capture::open(&fixture(name)).unwrap();
-    let (s, err) = analyze(&cap, Config::default());
+    let mut cap = Capture::open(&fixture(name)).unwrap();
+    let (s, err) = analyze(&mut cap, Config::default());
     assert!(err.is_none(), "{name}: {err:?}");
     s
 }
@@ -99,13 +99,13 @@ fn fin_retransmitted_until_acknowledged() {
 /// A tiny table: connections are folded in as they are, nothing is lost from the counts.
 #[test]
 fn bounded_table_keeps_the_counts() {
-    let cap = Capture::open(&fixture("lo.pcap")).unwrap();
+    let mut cap = Capture::open(&fixture("lo.pcap")).unwrap();
     let cfg = Config {
         max_open: 2,
         top_n: 2,
         ..Config::default()
     };
-    let (s, _) = analyze(&cap, cfg);
+    let (s, _) = analyze(&mut cap, cfg);
     assert_eq!(s.fin_packets, 10);
     assert_eq!(s.connections, 7);
     assert_eq!(s.slowest.len(), 2);

@@ -7,15 +7,16 @@ use common::{expected, fixture};
 use sockmedic_capture::{flags, tcp_segment, Capture, Skip, TcpSegment};
 
 fn segments(name: &str) -> (Vec<TcpSegment>, Vec<Skip>) {
-    let cap = Capture::open(&fixture(name)).unwrap();
+    let mut cap = Capture::open(&fixture(name)).unwrap();
     let (mut segs, mut skips) = (Vec::new(), Vec::new());
-    for p in cap.packets().unwrap() {
-        let p = p.unwrap();
-        match tcp_segment(p.linktype, p.data) {
+    cap.for_each_packet(
+        |p| match tcp_segment(p.linktype, p.data) {
             Ok(s) => segs.push(s),
             Err(e) => skips.push(e),
-        }
-    }
+        },
+        |_| {},
+    )
+    .unwrap();
     (segs, skips)
 }
 

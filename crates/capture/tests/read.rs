@@ -5,15 +5,27 @@ mod common;
 use common::{expected, fixture};
 use sockmedic_capture::{Capture, Error, Packet};
 
-fn packets(name: &str) -> Vec<(i64, u32, u32, usize)> {
-    let cap = Capture::open(&fixture(name)).unwrap();
-    cap.packets()
-        .unwrap()
-        .map(|p| {
-            let p: Packet = p.unwrap();
-            (p.ts_ns, p.linktype, p.interface, p.data.len())
-        })
-        .collect()
+type Seen = (i64, u32, u32, usize);
+
+/// Every packet of `cap` as (time, link type, interface, captured length), and the error
+/// that ended the walk, if any.
+fn walk(mut cap: Capture) -> (Vec<Seen>, Option<Error>) {
+    let mut seen = Vec::new();
+    let end = cap.for_each_packet(
+        |p: Packet| seen.push((p.ts_ns, p.linktype, p.interface, p.data.len())),
+        |_| {},
+    );
+    (seen, end.err())
+}
+
+fn packets(name: &str) -> Vec<Seen> {
+    let (seen, err) = walk(Capture::open(&fixture(name)).unwrap());
+    assert!(err.is_none(), "{name}: {err:?}");
+    seen
+}
+
+fn bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
 }
 
 #[test]
@@ -74,34 +86,90 @@ fn pcapng_interfaces_keep_their_link_type_and_resolution() {
 }
 
 #[test]
-fn stdin_style_buffer_and_gzip() {
-    let bytes = std::fs::read(fixture("lo.pcapng.gz")).unwrap();
-    let cap = Capture::from_reader(&bytes[..]).unwrap();
-    assert_eq!(cap.packets().unwrap().count(), 60);
+fn stdin_style_stream_and_gzip() {
+    let (seen, err) = walk(Capture::from_bytes(bytes("lo.pcapng.gz")).unwrap());
+    assert!(err.is_none());
+    assert_eq!(seen, packets("lo.pcap"));
 }
 
-/// A file cut mid-record yields the packets before the cut, then one error.
+/// A stream read a few bytes at a time puts record boundaries (and the file header)
+/// across reads: the packets are the same as from the mapped file.
+#[test]
+fn stream_reads_split_anywhere_give_the_same_packets() {
+    for name in [
+        "lo.pcap",
+        "lo-be.pcap",
+        "two-interfaces.pcapng",
+        "lo.pcapng.gz",
+    ] {
+        let want = packets(name);
+        for chunk in [1, 7, 16, 100, 4096] {
+            let cap = Capture::from_bytes(bytes(name))
+                .unwrap()
+                .with_chunk_size(chunk);
+            let (seen, err) = walk(cap);
+            assert!(err.is_none(), "{name} in {chunk}-byte reads: {err:?}");
+            assert_eq!(seen, want, "{name} in {chunk}-byte reads");
+        }
+    }
+}
+
+/// A file cut mid-record yields the packets before the cut, then one error that says
+/// where, whether it is mapped or streamed.
 #[test]
 fn truncated_file_gives_packets_then_an_error() {
+    let dir = std::env::temp_dir().join(format!("capture-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     for name in ["lo.pcap", "lo.pcapng"] {
-        let mut bytes = std::fs::read(fixture(name)).unwrap();
-        bytes.truncate(bytes.len() - 7);
-        let cap = Capture::from_bytes(bytes).unwrap();
-        let items: Vec<_> = cap.packets().unwrap().collect();
-        assert_eq!(items.len(), 60, "{name}: 59 packets and the error");
-        assert!(items[..59].iter().all(|r| r.is_ok()));
-        assert!(
-            matches!(items[59], Err(Error::Truncated { .. })),
-            "{name}: {:?}",
-            items[59]
-        );
+        let mut cut = bytes(name);
+        cut.truncate(cut.len() - 7);
+        let path = dir.join(name);
+        std::fs::write(&path, &cut).unwrap();
+        let last_record_start = {
+            let (seen, _) = walk(Capture::open(&path).unwrap());
+            assert_eq!(seen.len(), 59, "{name}: the packets before the cut");
+            seen
+        };
+        for cap in [
+            Capture::open(&path).unwrap(),
+            Capture::from_bytes(cut.clone())
+                .unwrap()
+                .with_chunk_size(50),
+        ] {
+            let (seen, err) = walk(cap);
+            assert_eq!(seen, last_record_start, "{name}");
+            match err {
+                Some(Error::Truncated { offset }) => {
+                    assert!(
+                        offset < cut.len() && offset > cut.len() - 300,
+                        "{name}: {offset}"
+                    )
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn garbage_is_not_a_capture() {
-    let cap = Capture::from_bytes(b"GET / HTTP/1.1\r\n".to_vec()).unwrap();
-    assert!(matches!(cap.packets(), Err(Error::NotACapture(_))));
-    let cap = Capture::from_bytes(Vec::new()).unwrap();
-    assert!(cap.packets().is_err());
+    let (_, err) = walk(Capture::from_bytes(b"GET / HTTP/1.1\r\n".to_vec()).unwrap());
+    assert!(matches!(err, Some(Error::NotACapture(_))), "{err:?}");
+    let (seen, err) = walk(Capture::from_bytes(Vec::new()).unwrap());
+    assert!(seen.is_empty() && err.is_some());
+}
+
+/// Progress ends at the input's size, for a mapped file and for a gzip stream (where it
+/// counts compressed bytes).
+#[test]
+fn progress_reaches_the_input_size() {
+    for name in ["lo.pcap", "lo.pcapng.gz"] {
+        let mut cap = Capture::open(&fixture(name)).unwrap();
+        let len = cap.input_len().unwrap();
+        assert_eq!(len, bytes(name).len() as u64);
+        let mut last = 0;
+        cap.for_each_packet(|_| {}, |n| last = n).unwrap();
+        assert_eq!(last, len, "{name}");
+    }
 }

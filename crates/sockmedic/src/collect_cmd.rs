@@ -5,17 +5,17 @@
 use crate::cli::{CollectArgs, Common};
 use crate::options;
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use sockmedic_collect::record::{Progress, Recorder};
 use sockmedic_collect::{collect, kmsg, CollectOptions, DumpMode};
 use sockmedic_ingest::offline::bundle::{self, BundleExtras, Uname, Who};
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The script `collect --script` prints.
 const SCRIPT: &str = include_str!("collect_script.sh");
@@ -59,7 +59,10 @@ fn write_bundle(
     file: File,
     uname: Uname,
 ) -> Result<()> {
-    let bar = progress_bar();
+    let bar = crate::progress::bar(
+        "{spinner} sockmedic collect [{pos}/{len} namespaces] {msg}",
+        Some(0),
+    );
     let recorder = Recorder::with_progress(args.max_socket_bytes, Some(progress_fn(bar.clone())));
     let opts = CollectOptions {
         mode: DumpMode::Full,
@@ -142,20 +145,6 @@ fn write_bundle(
     eprintln!("{summary}");
     println!("{}", path.display());
     Ok(())
-}
-
-/// A progress bar on a terminal (stderr); nothing at all otherwise.
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} sockmedic collect [{pos}/{len} namespaces] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 fn progress_fn(bar: ProgressBar) -> Box<dyn Fn(Progress) + Send + Sync> {
@@ -251,6 +240,7 @@ fn top_dir(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn default_name_is_host_and_utc_time() {

@@ -6,6 +6,7 @@ mod collect_cmd;
 mod config;
 mod kernel_log;
 mod pcap_cmd;
+mod progress;
 mod render;
 mod sysctl_out;
 

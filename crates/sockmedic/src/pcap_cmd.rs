@@ -5,7 +5,7 @@ use crate::check::exit_code;
 use crate::cli::{Common, PcapArgs};
 use crate::render;
 use anyhow::{anyhow, bail, Result};
-use sockmedic_capture::{analyze_filtered, capture_section, findings, Capture, Config, Filter};
+use sockmedic_capture::{analyze_with, capture_section, findings, Capture, Config, Filter};
 use sockmedic_model::{Missing, Report, Snapshot, Source, SourceKind};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,12 +15,23 @@ pub fn run(common: &Common, args: &PcapArgs) -> Result<ExitCode> {
     let thresholds = crate::config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
     let name = args.file.display().to_string();
     let started = std::time::Instant::now();
-    let cap = Capture::open(&args.file).map_err(|e| anyhow!("{name}: {e}"))?;
+    let mut cap = Capture::open(&args.file).map_err(|e| anyhow!("{name}: {e}"))?;
     let cfg = Config {
         top_n: common.top.max(1),
         ..Config::default()
     };
-    let (summary, err) = analyze_filtered(&cap, cfg, &filter);
+    let bar = match cap.input_len() {
+        Some(len) => crate::progress::bar(
+            "{spinner} sockmedic pcap {bytes}/{total_bytes} {wide_bar} {bytes_per_sec}, {eta} left",
+            Some(len),
+        ),
+        None => crate::progress::bar(
+            "{spinner} sockmedic pcap: {bytes} read, {bytes_per_sec}",
+            None,
+        ),
+    };
+    let (summary, err) = analyze_with(&mut cap, cfg, &filter, |n| bar.set_position(n));
+    bar.finish_and_clear();
     let mut missing = Vec::new();
     if let Some(e) = err {
         if summary.first_ts_ns.is_none() {
