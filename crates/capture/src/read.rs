@@ -229,7 +229,15 @@ fn stream_packets(
     let mut state: Option<(Format, usize)> = None;
     loop {
         let mut p = match state.take() {
-            None => Packets::new(&buf)?,
+            None => match Packets::new(&buf) {
+                Ok(p) => p,
+                // A section header longer than the first read.
+                Err(Error::Truncated { .. }) if more => {
+                    more = fill(r, &mut buf, chunk)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
             Some((format, base)) => Packets {
                 buf: &buf,
                 off: 0,
