@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use sockmedic_diagnose::Thresholds;
 use sockmedic_model::{self as model, Finding, Remedy, Severity, Subject};
 
-use crate::summary::{Aggregate, Connection, EventKind, Summary};
+use crate::summary::{Aggregate, Connection, EventKind, Role, Summary};
 
 /// `ip:port`, `[v6]:port`, as everywhere in the report.
 pub fn endpoint(a: &SocketAddr) -> String {
@@ -87,7 +87,8 @@ pub fn findings(s: &Summary, t: &Thresholds) -> Vec<Finding> {
     }
     for (ep, a) in &remotes {
         // At least one: a listener whose SYNs were all answered has nothing to say.
-        if a.syn_unanswered > 0 && a.syn_unanswered as f64 >= syn_min {
+        let worst = a.syn_unanswered.max(a.syn_ack_retransmitted);
+        if worst > 0 && worst as f64 >= syn_min {
             out.push(syn_unanswered(ep, a));
         }
     }
@@ -114,6 +115,16 @@ fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate, severity: Severit
         a.fin_retransmissions,
         secs(wait)
     )];
+    if let Some((role, state, n)) = a.main_stall() {
+        evidence.push(match role {
+            Role::Server => format!(
+                "in {n} of them {ep}'s own FIN went unacknowledged: its sockets wait in {state} for peers that do not answer"
+            ),
+            _ => format!(
+                "in {n} of them the FIN sent to {ep} went unacknowledged: the clients' sockets wait in {state} for {ep} to answer"
+            ),
+        });
+    }
     for c in s
         .slowest
         .iter()
@@ -132,11 +143,7 @@ fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate, severity: Severit
             if a.stalled == 1 { "" } else { "s" },
             secs(wait)
         ),
-        subject: Subject {
-            remote: Some(endpoint(ep)),
-            count: Some(a.stalled),
-            ..Subject::default()
-        },
+        subject: stall_subject(ep, a),
         evidence,
         explanation: "A FIN that is not acknowledged is retransmitted with exponential backoff; \
             meanwhile the closing socket sits in FIN-WAIT-1 (or LAST-ACK / CLOSING), as an \
@@ -163,6 +170,27 @@ fn teardown_stall(s: &Summary, ep: &SocketAddr, a: &Aggregate, severity: Severit
                 ),
             },
         ],
+    }
+}
+
+/// The stalled closes' socket: at the endpoint itself (`local`) when its own FINs go
+/// unacknowledged, at its clients (`remote` is the endpoint) when theirs do; the state is
+/// where most of them wait, as `check` would find them with `ss`.
+fn stall_subject(ep: &SocketAddr, a: &Aggregate) -> Subject {
+    let (role, state) = a
+        .main_stall()
+        .map_or((Role::Client, None), |(r, s, _)| (r, Some(s.to_string())));
+    let here = Some(endpoint(ep));
+    Subject {
+        state,
+        count: Some(a.stalled),
+        local: if role == Role::Server {
+            here.clone()
+        } else {
+            None
+        },
+        remote: if role == Role::Server { None } else { here },
+        ..Subject::default()
     }
 }
 
@@ -193,32 +221,58 @@ pub fn timeline_sentence(c: &Connection) -> String {
     format!("{} → {}: {}", c.client, c.server, parts.join(", "))
 }
 
+/// Handshakes with a listener that do not complete: SYNs never answered (the clients
+/// wait in SYN-SENT), or SYN-ACKs sent again because the handshake's last ACK did not
+/// arrive (the listener's request sockets wait in SYN-RECV). The subject is the
+/// listener, in the state of whichever is more common.
 fn syn_unanswered(ep: &SocketAddr, a: &Aggregate) -> Finding {
+    let mut evidence = Vec::new();
+    if a.syn_unanswered > 0 {
+        evidence.push(format!(
+            "{} of {} connections to {ep} got neither a SYN-ACK nor a RST in the capture",
+            a.syn_unanswered, a.connections
+        ));
+    }
+    if a.syn_ack_retransmitted > 0 {
+        evidence.push(format!(
+            "{ep} sent its SYN-ACK again {} times in {} of {} connections: the handshake's last ACK did not reach it",
+            a.syn_ack_retransmissions, a.syn_ack_retransmitted, a.connections
+        ));
+    }
+    let syn_recv = a.syn_ack_retransmitted > a.syn_unanswered;
+    let title = if syn_recv {
+        format!(
+            "handshakes with {ep} do not complete: SYN-ACK retransmitted in {} of {} connections",
+            a.syn_ack_retransmitted, a.connections
+        )
+    } else {
+        format!(
+            "{} SYNs to {ep} never answered ({} connections tried)",
+            a.syn_unanswered, a.connections
+        )
+    };
     Finding {
         code: "syn-unanswered".into(),
         severity: Severity::Warning,
-        title: format!(
-            "{} SYNs to {ep} never answered ({} connections tried)",
-            a.syn_unanswered, a.connections
-        ),
+        title,
         subject: Subject {
             local: Some(endpoint(ep)),
-            state: Some("LISTEN".into()),
-            count: Some(a.syn_unanswered),
+            state: Some(if syn_recv { "SYN-RECV" } else { "LISTEN" }.into()),
+            count: Some(a.syn_unanswered.max(a.syn_ack_retransmitted)),
             ..Subject::default()
         },
-        evidence: vec![format!(
-            "{} of {} connections to {ep} got neither a SYN-ACK nor a RST in the capture",
-            a.syn_unanswered, a.connections
-        )],
+        evidence,
         explanation: "A SYN without answer was dropped: the listener's SYN queue or accept \
             queue was full (ListenOverflows, ListenDrops), a firewall dropped it, or nothing \
             routes back. The client retries with backoff and holds a SYN-SENT socket and an \
-            ephemeral port meanwhile."
+            ephemeral port meanwhile. A SYN-ACK sent again means the client's final ACK of \
+            the handshake did not arrive (dropped on the way, or by the listener when its \
+            accept queue was full): the request waits in SYN-RECV, retried \
+            tcp_synack_retries times."
             .into(),
         remedy: vec![Remedy {
             action: format!(
-                "on the host of {ep}: check the listener's backlog (ss -ltn, nstat ListenOverflows) and the firewall"
+                "on the host of {ep}: check the listener's backlog (ss -ltn, nstat ListenOverflows, ListenDrops) and the firewall on both directions"
             ),
             sysctl: Default::default(),
             caveat: None,

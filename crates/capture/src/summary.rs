@@ -101,10 +101,29 @@ pub struct Connection {
 impl Connection {
     /// A FIN retransmitted, or a FIN never acknowledged in the capture.
     pub fn fin_stalled(&self) -> bool {
-        let unacked = |s: &Side| s.fin_ts_ns.is_some() && s.fin_ack_wait_ns.is_none();
-        self.fin_retransmissions() > 0
-            || (self.outcome != Outcome::Reset
-                && (unacked(&self.client_side) || unacked(&self.server_side)))
+        self.stalled_sides().next().is_some()
+    }
+
+    /// The sides whose FIN stalled (retransmitted, or never acknowledged), each with the
+    /// state its socket waits in: FIN-WAIT-1 when it closed first, LAST-ACK when second.
+    pub fn stalled_sides(&self) -> impl Iterator<Item = (Role, &'static str)> + '_ {
+        let stalled = |s: &Side| {
+            s.fin_retransmissions > 0
+                || (s.fin_ts_ns.is_some()
+                    && s.fin_ack_wait_ns.is_none()
+                    && self.outcome != Outcome::Reset)
+        };
+        let state = |mine: &Side, other: &Side| match (mine.fin_ts_ns, other.fin_ts_ns) {
+            (Some(a), Some(b)) if b < a => "LAST-ACK",
+            _ => "FIN-WAIT-1",
+        };
+        [
+            (Role::Client, &self.client_side, &self.server_side),
+            (Role::Server, &self.server_side, &self.client_side),
+        ]
+        .into_iter()
+        .filter(move |(_, s, _)| stalled(s))
+        .map(move |(role, s, o)| (role, state(s, o)))
     }
 
     pub fn fin_retransmissions(&self) -> u32 {
@@ -136,6 +155,32 @@ pub struct Aggregate {
     /// The longest FIN-to-ACK wait, including FINs never acknowledged (counted to the
     /// connection's last packet).
     pub max_fin_wait_ns: i64,
+    /// Stalled closes by whose FIN stalled and the state its socket waits in: the
+    /// clients' (this endpoint's peers) and the server's (this endpoint's own).
+    pub client_fin_wait_1: u64,
+    pub client_last_ack: u64,
+    pub server_fin_wait_1: u64,
+    pub server_last_ack: u64,
+    /// Connections whose SYN-ACK was sent again (the handshake's last ACK did not
+    /// arrive: the server's socket waits in SYN-RECV), and the SYN-ACKs sent again.
+    pub syn_ack_retransmitted: u64,
+    pub syn_ack_retransmissions: u64,
+}
+
+impl Aggregate {
+    /// Where most stalled closes wait: whose FIN (the server's, that is this endpoint's
+    /// own, or its clients') and in which state. `None` when no close stalled.
+    pub fn main_stall(&self) -> Option<(Role, &'static str, u64)> {
+        [
+            (Role::Client, "FIN-WAIT-1", self.client_fin_wait_1),
+            (Role::Client, "LAST-ACK", self.client_last_ack),
+            (Role::Server, "FIN-WAIT-1", self.server_fin_wait_1),
+            (Role::Server, "LAST-ACK", self.server_last_ack),
+        ]
+        .into_iter()
+        .filter(|s| s.2 > 0)
+        .max_by_key(|s| s.2)
+    }
 }
 
 /// The capture's `capture` section, and more.
@@ -207,6 +252,16 @@ impl Summary {
             a.stalled += u64::from(c.fin_stalled());
             a.syn_unanswered += u64::from(c.outcome == Outcome::SynUnanswered);
             a.max_fin_wait_ns = a.max_fin_wait_ns.max(wait);
+            for (role, state) in c.stalled_sides() {
+                *match (role, state) {
+                    (Role::Server, "FIN-WAIT-1") => &mut a.server_fin_wait_1,
+                    (Role::Server, _) => &mut a.server_last_ack,
+                    (_, "FIN-WAIT-1") => &mut a.client_fin_wait_1,
+                    _ => &mut a.client_last_ack,
+                } += 1;
+            }
+            a.syn_ack_retransmitted += u64::from(c.syn_ack_retransmissions > 0);
+            a.syn_ack_retransmissions += u64::from(c.syn_ack_retransmissions);
         };
         upd(self.by_remote.entry(c.server).or_default());
         upd(self.by_local_port.entry(c.client.port()).or_default());

@@ -142,3 +142,74 @@ fn thresholds_come_from_the_catalog_and_can_be_changed() {
     t.set_pair("capture.fin-wait-critical-ms=10000").unwrap();
     assert_eq!(codes(&t), [("reset-storm".into(), Severity::Warning)]);
 }
+
+/// The stalled closes' sockets: at the endpoint itself when its own FINs go unanswered
+/// (incident 1's LAST-ACK on a listener), at its clients when theirs do (incident 2's
+/// FIN-WAIT-1 towards a remote).
+#[test]
+fn teardown_stall_subject_says_whose_sockets_wait_and_in_which_state() {
+    let mut s = Summary::default();
+    s.by_remote.insert(
+        ep("10.0.0.38:8080"),
+        Aggregate {
+            connections: 10,
+            stalled: 9,
+            fin_retransmissions: 20,
+            server_last_ack: 8,
+            client_fin_wait_1: 1,
+            ..Aggregate::default()
+        },
+    );
+    s.by_remote.insert(
+        ep("203.0.113.7:443"),
+        Aggregate {
+            connections: 10,
+            stalled: 5,
+            fin_retransmissions: 12,
+            client_fin_wait_1: 5,
+            ..Aggregate::default()
+        },
+    );
+    let f = findings(&s);
+    let subjects: Vec<_> = f
+        .iter()
+        .map(|f| {
+            (
+                f.subject.local.as_deref(),
+                f.subject.remote.as_deref(),
+                f.subject.state.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            (Some("10.0.0.38:8080"), None, Some("LAST-ACK")),
+            (None, Some("203.0.113.7:443"), Some("FIN-WAIT-1")),
+        ]
+    );
+    assert!(f[0].evidence[1].contains("own FIN"), "{:?}", f[0].evidence);
+}
+
+/// SYN-ACKs sent again: the handshake's last ACK does not arrive; the listener's
+/// requests wait in SYN-RECV.
+#[test]
+fn syn_unanswered_from_syn_ack_retransmissions() {
+    let mut s = Summary::default();
+    s.by_remote.insert(
+        ep("10.0.0.1:8080"),
+        Aggregate {
+            connections: 6,
+            syn_ack_retransmitted: 5,
+            syn_ack_retransmissions: 15,
+            ..Aggregate::default()
+        },
+    );
+    let f = findings(&s);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].code, "syn-unanswered");
+    assert_eq!(f[0].subject.local.as_deref(), Some("10.0.0.1:8080"));
+    assert_eq!(f[0].subject.state.as_deref(), Some("SYN-RECV"));
+    assert_eq!(f[0].subject.count, Some(5));
+    assert!(f[0].evidence[0].contains("15 times"), "{:?}", f[0].evidence);
+}

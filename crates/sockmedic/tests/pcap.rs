@@ -83,6 +83,7 @@ fn fin_retransmissions_are_a_teardown_stall_naming_the_remote() {
     assert_eq!(s["subject"]["remote"], "127.0.0.1:8300");
     assert_eq!(s["subject"]["count"], 1);
     assert!(s["subject"]["local"].is_null());
+    assert_eq!(s["subject"]["state"], "FIN-WAIT-1");
     let evidence = s["evidence"].to_string();
     assert!(evidence.contains("5 FIN retransmissions"), "{evidence}");
     assert!(evidence.contains("3.3 s"), "{evidence}");
