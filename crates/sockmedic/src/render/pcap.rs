@@ -2,8 +2,7 @@
 //! the slowest teardowns with their timelines, and the endpoints whose closes stall.
 
 use super::table::{cell, num, Align, Style, Table, Tone};
-use sockmedic_capture::report::timeline_sentence;
-use sockmedic_capture::{Aggregate, Filter, Summary};
+use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary};
 use sockmedic_model::Report;
 use std::fmt::Write;
 
@@ -27,6 +26,9 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
     if !snap.source.taken_at.is_empty() {
         let _ = write!(out, ", first packet {}", snap.source.taken_at);
     }
+    if let (Some(a), Some(b)) = (s.first_ts_ns, s.last_ts_ns) {
+        let _ = write!(out, ", spanning {:.1} s", (b - a).max(0) as f64 / 1e9);
+    }
     if !filter.is_empty() {
         let mut terms: Vec<String> = filter.hosts.iter().map(|h| format!("host:{h}")).collect();
         terms.extend(filter.ports.iter().map(|p| format!("port:{p}")));
@@ -44,9 +46,17 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
         ("all", s.packets, s.packets),
         ("TCP", s.tcp_packets, s.packets),
         ("SYN", s.syn_packets, s.tcp_packets),
+        ("SYN retransmitted", s.syn_retransmissions, s.tcp_packets),
+        (
+            "SYN-ACK retransmitted",
+            s.syn_ack_retransmissions,
+            s.tcp_packets,
+        ),
         ("FIN", s.fin_packets, s.tcp_packets),
         ("FIN retransmitted", s.fin_retransmissions, s.tcp_packets),
         ("RST", s.rst_packets, s.tcp_packets),
+        ("data retransmitted", s.data_retransmissions, s.tcp_packets),
+        ("zero window", s.zero_windows, s.tcp_packets),
     ];
     for (name, n, of) in rows {
         t.row(vec![
@@ -136,20 +146,14 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
     let slow: Vec<_> = s
         .slowest
         .iter()
-        .filter(|c| c.teardown_ns.is_some() || c.max_fin_wait_ns().is_some())
+        // A teardown under a millisecond is not slow, whatever its rank.
+        .filter(|c| c.teardown_ns.or(c.max_fin_wait_ns()).unwrap_or(0) >= 1_000_000)
         .take(top)
         .collect();
     if !slow.is_empty() {
         let _ = writeln!(out, "\n{}", style.paint(Tone::Bold, "Slowest teardowns"));
         for c in slow {
-            let took = c.teardown_ns.or(c.max_fin_wait_ns()).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "  {} ({:?}): {}",
-                ms(took),
-                c.outcome,
-                timeline_sentence(c)
-            );
+            out.push_str(&timeline(c, style));
         }
     }
 
@@ -216,4 +220,81 @@ fn aggregates(
         return String::new();
     }
     format!("\n{}\n{}", style.paint(Tone::Bold, title), t.render(style))
+}
+
+/// One slow teardown as a timeline, the way Wireshark's "Follow TCP stream" with the
+/// flags column reads: one line per event, repeated FINs folded into one line.
+fn timeline(c: &Connection, style: Style) -> String {
+    let took = c.teardown_ns.or(c.max_fin_wait_ns()).unwrap_or(0);
+    let outcome = match c.outcome {
+        Outcome::Closed => "closed",
+        Outcome::Reset => "reset",
+        Outcome::Closing => "still closing at the end",
+        Outcome::Open => "open at the end",
+        Outcome::SynUnanswered => "SYN unanswered",
+    };
+    let mut out = format!(
+        "  {}  {} → {}  ({outcome})\n",
+        style.paint(Tone::Bold, &ms(took)),
+        c.client,
+        c.server
+    );
+    let t0 = c.first_ts_ns;
+    let at = |ts: i64| format!("+{:.3} s", (ts - t0) as f64 / 1e9);
+    let who = |r: Role| match r {
+        Role::Client => "client",
+        Role::Server => "server",
+        Role::Unknown => "",
+    };
+    let mut i = 0;
+    while i < c.events.len() {
+        let e = &c.events[i];
+        let mut j = i + 1;
+        while j < c.events.len() && c.events[j].kind == e.kind && c.events[j].from == e.from {
+            j += 1;
+        }
+        let what = match e.kind {
+            EventKind::Syn => "SYN",
+            EventKind::SynRetransmission => "SYN retransmitted",
+            EventKind::SynAck => "SYN-ACK",
+            EventKind::SynAckRetransmission => "SYN-ACK retransmitted",
+            EventKind::Fin => "FIN",
+            EventKind::FinRetransmission => "FIN retransmitted",
+            EventKind::FinAcked if e.role == Role::Server => "ACK of the client's FIN",
+            EventKind::FinAcked if e.role == Role::Client => "ACK of the server's FIN",
+            EventKind::FinAcked => "ACK of the other side's FIN",
+            EventKind::Rst => "RST",
+            EventKind::ZeroWindow => "zero window",
+            EventKind::DataRetransmission => "data retransmitted",
+        };
+        let n = j - i;
+        let when = if n > 1 {
+            format!("{} … {}", at(e.ts_ns), at(c.events[j - 1].ts_ns))
+        } else {
+            at(e.ts_ns)
+        };
+        let times = if n > 1 {
+            format!(" ×{n}")
+        } else {
+            String::new()
+        };
+        let tone = match e.kind {
+            EventKind::FinRetransmission
+            | EventKind::SynRetransmission
+            | EventKind::SynAckRetransmission
+            | EventKind::Rst => Tone::Warn,
+            _ => Tone::Plain,
+        };
+        let _ = writeln!(
+            out,
+            "      {when:<22} {:<24} {}",
+            format!("{} {}", who(e.role), e.from).trim(),
+            style.paint(tone, &format!("{what}{times}"))
+        );
+        i = j;
+    }
+    if c.events_dropped > 0 {
+        let _ = writeln!(out, "      (+{} later events not kept)", c.events_dropped);
+    }
+    out
 }
