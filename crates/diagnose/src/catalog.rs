@@ -153,7 +153,7 @@ pub static CATALOG: [Rule; 15] = [
     },
     Rule {
         code: "teardown-stall",
-        summary: "many sockets in FIN-WAIT-1 / LAST-ACK / CLOSING, concentrated on one local or remote endpoint",
+        summary: "many sockets in FIN-WAIT-1 / LAST-ACK / CLOSING, concentrated on one local or remote endpoint; in a capture, FINs retransmitted or unacknowledged per endpoint",
         needs: &[Need::Sockets],
         thresholds: &[
             "teardown.min",
@@ -234,7 +234,7 @@ pub static CATALOG: [Rule; 15] = [
     },
     Rule {
         code: "syn-unanswered",
-        summary: "in a capture: SYNs to a listener that got neither a SYN-ACK nor a RST (capture only: `sockmedic pcap FILE`)",
+        summary: "in a capture: handshakes with a listener that do not complete, SYNs answered by neither SYN-ACK nor RST or SYN-ACKs sent again (capture only: `sockmedic pcap FILE`)",
         needs: &[Need::Capture],
         thresholds: &["capture.syn-unanswered-min"],
         explains: &[],
