@@ -48,9 +48,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let common = cli.common.clone();
     match cli.command.unwrap_or(Command::Check(cli.check)) {
         Command::Check(args) => check::run(&common, &args),
-        Command::Collect(args) => collect_cmd::run(&common, &args),
-        Command::Explain(args) => explain(&common, &args),
-        Command::Pcap(args) => pcap_cmd::run(&common, &args),
+        Command::Collect(args) => {
+            refuse(
+                common.from.is_some(),
+                "--from",
+                "collect (it reads this host)",
+            )?;
+            collect_cmd::run(&common, &args)
+        }
+        Command::Explain(args) => {
+            refuse(common.from.is_some(), "--from", "explain")?;
+            explain(&common, &args)
+        }
+        Command::Pcap(args) => {
+            refuse(common.from.is_some(), "--from", "pcap (it reads FILE)")?;
+            refuse(
+                common.netns.is_some(),
+                "--netns",
+                "pcap (a capture has no namespaces: use --filter)",
+            )?;
+            pcap_cmd::run(&common, &args)
+        }
         Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: dump_mode(&args.procs),
@@ -85,6 +103,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit(&common, &snap, render::sockets::render)
         }
     }
+}
+
+/// A global flag given to a command it means nothing to: refused rather than ignored.
+fn refuse(given: bool, flag: &str, command: &str) -> Result<()> {
+    if given {
+        bail!("{flag} does not apply to {command}");
+    }
+    Ok(())
 }
 
 /// The snapshot a command works on: saved data with `--from`, else this host's.

@@ -238,3 +238,33 @@ fn thresholds_and_config_apply_to_pcap() {
     assert_eq!(out.status.code(), Some(EXIT_CANNOT_RUN));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+/// The text report: the packet shares, the finding, and the slowest close as a
+/// timeline with the five retransmissions of the client's FIN folded into one line.
+#[test]
+fn text_shows_the_stalled_close_as_a_timeline() {
+    let out = run(&["pcap", fixture("fin-retrans.pcap").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a warning");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "FIN retransmitted            5   19.2%",
+        "WARNING teardown-stall  closes with 127.0.0.1:8300 stall: 5 FIN retransmissions",
+        "client 127.0.0.1:40300   FIN retransmitted ×5",
+        "server 127.0.0.1:8300    ACK of the client's FIN",
+        "Remote endpoints (by FIN retransmissions)",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+}
+
+/// Global flags that mean nothing for a capture are refused, not ignored.
+#[test]
+fn from_and_netns_do_not_apply_to_pcap() {
+    let file = fixture("lo.pcap");
+    for extra in [["--from", "/tmp"], ["--netns", "self"]] {
+        let out = run(&["pcap", file.to_str().unwrap(), extra[0], extra[1]]);
+        assert_eq!(out.status.code(), Some(EXIT_CANNOT_RUN), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("does not apply to pcap"), "{stderr}");
+    }
+}
