@@ -20,7 +20,7 @@ use pcap_parser::pcapng::{
 pub enum Error {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("not a pcap or pcapng file (first bytes {0:02x?})")]
+    #[error("{}", not_a_capture(.0))]
     NotACapture(Vec<u8>),
     #[error("bad {what} at byte {offset}")]
     Malformed { what: &'static str, offset: usize },
@@ -28,6 +28,21 @@ pub enum Error {
     Truncated { offset: usize },
     #[error("packet at byte {offset} names interface {interface}, which was not described")]
     UnknownInterface { offset: usize, interface: u32 },
+}
+
+/// "not a pcap or pcapng file (it starts with 47 45 54 20 "GET ")": the first bytes in
+/// hex, and as text when they are printable.
+fn not_a_capture(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "empty: no capture in it".into();
+    }
+    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    let mut start = hex.join(" ");
+    if b.iter().all(|x| x.is_ascii_graphic() || *x == b' ') {
+        let text: String = b.iter().map(|&x| x as char).collect();
+        start = format!("{start} {text:?}");
+    }
+    format!("not a pcap or pcapng file (it starts with {start})")
 }
 
 /// One captured frame, borrowed from the capture's bytes.
