@@ -65,7 +65,7 @@ pub fn findings(s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let reset_min = t.get("capture.reset-min");
     let reset_share = t.get("capture.reset-share");
     let mut out = Vec::new();
-    let mut remotes: Vec<(&SocketAddr, &Aggregate)> = s.by_remote.iter().collect();
+    let mut remotes: Vec<(&SocketAddr, &Aggregate)> = s.by_server.iter().collect();
     remotes.sort_by(|a, b| {
         (b.1.fin_retransmissions, b.1.max_fin_wait_ns, a.0).cmp(&(
             a.1.fin_retransmissions,

@@ -1,10 +1,15 @@
 //! What the teardown analysis hands back: counters counted the way Wireshark counts them,
-//! the slowest teardowns with their timelines, and aggregates per remote endpoint and per
-//! local port. Everything here is bounded: the aggregates by the number of endpoints, the
+//! the slowest teardowns with their timelines, and aggregates per server endpoint and per
+//! client host. Everything here is bounded: the aggregates by the number of endpoints, the
 //! timelines by `top_n`.
+//!
+//! Why server and client rather than local and remote: a capture does not say which
+//! host it was taken on. On a server, its server endpoints are its listening ports and
+//! the client hosts are the peers; on a client (incident 2's gateway), the server
+//! endpoints are the remote endpoints it closes towards.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Which end of a connection did something, by who sent the SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,7 +146,7 @@ impl Connection {
     }
 }
 
-/// Per remote endpoint or per local port.
+/// Per server endpoint or per client host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Aggregate {
     pub connections: u64,
@@ -214,15 +219,15 @@ pub struct Summary {
     /// The slowest teardowns, slowest first, with timelines.
     pub slowest: Vec<Connection>,
     /// By the server side (the SYN's receiver, or the lower port without a SYN).
-    pub by_remote: HashMap<SocketAddr, Aggregate>,
-    /// By the client side's port.
-    pub by_local_port: HashMap<u16, Aggregate>,
+    pub by_server: HashMap<SocketAddr, Aggregate>,
+    /// By the client side's address (the peers of a server).
+    pub by_client_host: HashMap<IpAddr, Aggregate>,
 }
 
 impl Summary {
-    /// Remote endpoints by FIN retransmissions, then by the longest FIN wait.
+    /// Server endpoints by FIN retransmissions, then by the longest FIN wait.
     pub fn top_stalled(&self, n: usize) -> Vec<(SocketAddr, Aggregate)> {
-        let mut v: Vec<_> = self.by_remote.iter().map(|(k, a)| (*k, *a)).collect();
+        let mut v: Vec<_> = self.by_server.iter().map(|(k, a)| (*k, *a)).collect();
         v.sort_by(|x, y| {
             (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
                 x.1.fin_retransmissions,
@@ -263,7 +268,7 @@ impl Summary {
             a.syn_ack_retransmitted += u64::from(c.syn_ack_retransmissions > 0);
             a.syn_ack_retransmissions += u64::from(c.syn_ack_retransmissions);
         };
-        upd(self.by_remote.entry(c.server).or_default());
-        upd(self.by_local_port.entry(c.client.port()).or_default());
+        upd(self.by_server.entry(c.server).or_default());
+        upd(self.by_client_host.entry(c.client.ip()).or_default());
     }
 }

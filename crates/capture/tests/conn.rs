@@ -45,7 +45,7 @@ fn normal_closes_complete_and_the_reset_is_marked() {
     assert_eq!(s.syn_unanswered, 0);
     assert_eq!((s.closing_at_end, s.open_at_end, s.evicted), (0, 0, 0));
     // The linger-0 close: the client resets, before any FIN.
-    let rst = &s.by_remote;
+    let rst = &s.by_server;
     let a = rst[&"127.0.0.1:8200".parse().unwrap()];
     assert_eq!((a.connections, a.resets, a.closes_completed), (1, 1, 0));
     let refused = rst[&"127.0.0.1:9".parse().unwrap()];
@@ -89,10 +89,13 @@ fn fin_retransmitted_until_acknowledged() {
     let other = &s.slowest[1];
     assert_eq!(other.first_fin, Some(Role::Server));
     assert_eq!(other.fin_retransmissions(), 0);
-    let remote = s.by_remote[&"127.0.0.1:8300".parse().unwrap()];
+    let remote = s.by_server[&"127.0.0.1:8300".parse().unwrap()];
     assert_eq!((remote.connections, remote.fin_retransmissions), (2, 5));
     assert!(remote.max_fin_wait_ns > 3_000_000_000);
-    assert_eq!(s.by_local_port[&40300].fin_retransmissions, 5);
+    assert_eq!(
+        s.by_client_host[&"127.0.0.1".parse().unwrap()].fin_retransmissions,
+        5
+    );
     assert_eq!(s.top_stalled(1)[0].0.to_string(), "127.0.0.1:8300");
 }
 

@@ -32,11 +32,11 @@ fn teardown_stall_per_remote_with_fin_retransmissions_or_a_long_wait() {
         max_fin_wait_ns: (wait_ms * 1_000_000) as i64,
         ..Aggregate::default()
     };
-    s.by_remote.insert(ep("10.0.0.1:443"), agg(4, 9, 14_000));
-    s.by_remote
+    s.by_server.insert(ep("10.0.0.1:443"), agg(4, 9, 14_000));
+    s.by_server
         .insert(ep("10.0.0.2:443"), agg(1, 0, STALL_FIN_WAIT_MS));
     // Unacknowledged at the very end of the capture, but only just: no finding.
-    s.by_remote
+    s.by_server
         .insert(ep("10.0.0.3:443"), agg(1, 0, STALL_FIN_WAIT_MS - 1));
     let f = findings(&s);
     let codes: Vec<_> = f
@@ -67,7 +67,7 @@ fn syn_unanswered_per_listener_and_reset_storm() {
         resets: RESET_STORM_MIN,
         ..Summary::default()
     };
-    s.by_remote.insert(
+    s.by_server.insert(
         ep("[2001:db8::1]:8080"),
         Aggregate {
             connections: 5,
@@ -111,7 +111,7 @@ fn thresholds_come_from_the_catalog_and_can_be_changed() {
         resets: 5,
         ..Summary::default()
     };
-    s.by_remote.insert(
+    s.by_server.insert(
         ep("10.0.0.9:443"),
         Aggregate {
             connections: 1,
@@ -149,7 +149,7 @@ fn thresholds_come_from_the_catalog_and_can_be_changed() {
 #[test]
 fn teardown_stall_subject_says_whose_sockets_wait_and_in_which_state() {
     let mut s = Summary::default();
-    s.by_remote.insert(
+    s.by_server.insert(
         ep("10.0.0.38:8080"),
         Aggregate {
             connections: 10,
@@ -160,7 +160,7 @@ fn teardown_stall_subject_says_whose_sockets_wait_and_in_which_state() {
             ..Aggregate::default()
         },
     );
-    s.by_remote.insert(
+    s.by_server.insert(
         ep("203.0.113.7:443"),
         Aggregate {
             connections: 10,
@@ -196,7 +196,7 @@ fn teardown_stall_subject_says_whose_sockets_wait_and_in_which_state() {
 #[test]
 fn syn_unanswered_from_syn_ack_retransmissions() {
     let mut s = Summary::default();
-    s.by_remote.insert(
+    s.by_server.insert(
         ep("10.0.0.1:8080"),
         Aggregate {
             connections: 6,

@@ -634,7 +634,7 @@ pub struct SocketAggregate {
     ephemeral_sockets: u64,
     ephemeral_ports: PortSet,
     bound_ports: PortSet,
-    ephemeral_by_remote: TopCounter<Endpoint>,
+    ephemeral_by_server: TopCounter<Endpoint>,
     orphans: u64,
     orphan_cgroups: FxHashMap<u64, u64>,
     queued: QueuedBytes,
@@ -656,7 +656,7 @@ impl SocketAggregate {
             ephemeral_sockets: 0,
             ephemeral_ports: PortSet::default(),
             bound_ports: PortSet::default(),
-            ephemeral_by_remote: TopCounter::new(cap),
+            ephemeral_by_server: TopCounter::new(cap),
             orphans: 0,
             orphan_cgroups: FxHashMap::default(),
             queued: QueuedBytes::default(),
@@ -765,7 +765,7 @@ impl SocketAggregate {
                 } else {
                     self.ephemeral_sockets += 1;
                     self.ephemeral_ports.insert(s.local.port);
-                    self.ephemeral_by_remote
+                    self.ephemeral_by_server
                         .add_hashed(s.remote, remote_hash, 1);
                 }
             }
@@ -811,14 +811,14 @@ impl SocketAggregate {
         self.ephemeral_sockets += other.ephemeral_sockets;
         self.ephemeral_ports.union(&other.ephemeral_ports);
         self.bound_ports.union(&other.bound_ports);
-        self.ephemeral_by_remote.merge(other.ephemeral_by_remote);
+        self.ephemeral_by_server.merge(other.ephemeral_by_server);
     }
 
     /// True while every top-N table is exact.
     pub fn is_exact(&self) -> bool {
         let tables = self.local.iter().chain(self.remote.iter()).flatten();
         tables
-            .chain(std::iter::once(&self.ephemeral_by_remote))
+            .chain(std::iter::once(&self.ephemeral_by_server))
             .all(TopCounter::is_exact)
     }
 
@@ -852,7 +852,7 @@ impl SocketAggregate {
                     .bound_inactive_requested
                     .then(|| self.bound_ports.count_in(lo, hi)),
                 top_remote: self
-                    .ephemeral_by_remote
+                    .ephemeral_by_server
                     .top(top)
                     .into_iter()
                     .map(|(endpoint, count, error)| RemoteCount {

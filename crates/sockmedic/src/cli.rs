@@ -95,7 +95,7 @@ pub enum Command {
     Collect(CollectArgs),
     /// Teardown analysis of a packet capture (pcap, pcapng, gzip; `-` for standard
     /// input): shares of FIN/RST/SYN packets, connections by how they ended, the
-    /// slowest teardowns with their timelines, the remote endpoints and local ports
+    /// slowest teardowns with their timelines, the server endpoints and client hosts
     /// whose closes stall, and findings (`teardown-stall`, `syn-unanswered`,
     /// `reset-storm`). Exit codes as `check`'s; 3 when the file cannot be read.
     Pcap(PcapArgs),

@@ -125,7 +125,7 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
     let remote = top_rows(n, "top_remote");
     assert_no_diffs(
         "top_remote",
-        &top_n_diffs(&remote, &all.by_remote(), TOP),
+        &top_n_diffs(&remote, &all.by_server(), TOP),
         &all,
         n,
     );
@@ -168,9 +168,9 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
         Some(bound.len() as u64),
         "ephemeral.bound_inactive_ports"
     );
-    let mut by_remote: BTreeMap<(String, SocketAddr), u64> = BTreeMap::new();
+    let mut by_server: BTreeMap<(String, SocketAddr), u64> = BTreeMap::new();
     for r in &used.rows {
-        *by_remote
+        *by_server
             .entry((String::new(), r.remote.unwrap()))
             .or_insert(0) += 1;
     }
@@ -187,7 +187,7 @@ fn big_namespace_is_dumped_in_parts_and_matches_ss() {
         .collect();
     assert_no_diffs(
         "ephemeral.top_remote",
-        &top_n_diffs(&eph_rows, &by_remote, TOP),
+        &top_n_diffs(&eph_rows, &by_server, TOP),
         &used,
         n,
     );
@@ -288,7 +288,7 @@ fn many_listeners_stat_dumps_in_parts_and_matches_ss() {
         assert_eq!(got.iter().filter(|l| l.2 == backlog).count(), 52_000);
 
         let mut local = all.by_local();
-        let mut remote = all.by_remote();
+        let mut remote = all.by_server();
         if derived {
             local.retain(|(s, _), _| s != "ESTABLISHED");
             remote.retain(|(s, _), _| s != "ESTABLISHED");

@@ -100,13 +100,13 @@ fn state_maker_reaches_every_state() {
         by_local[&("CLOSE-WAIT".to_string(), lo4(sm.port("v4", "fin_wait2")))],
         6
     );
-    let by_remote = ss.by_remote();
+    let by_server = ss.by_server();
     assert_eq!(
-        by_remote[&("SYN-SENT".to_string(), lo4(sm.port("v4", "syn_sent")))],
+        by_server[&("SYN-SENT".to_string(), lo4(sm.port("v4", "syn_sent")))],
         2
     );
     assert_eq!(
-        by_remote[&("TIME-WAIT".to_string(), lo6(sm.port("v6", "last_ack")))],
+        by_server[&("TIME-WAIT".to_string(), lo6(sm.port("v6", "last_ack")))],
         7
     );
 

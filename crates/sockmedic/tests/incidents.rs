@@ -352,7 +352,7 @@ fn fin_wait_1_towards_one_remote_is_a_teardown_stall() {
     assert_eq!(server, lo4(8002));
 
     let towards = |t: &SsTable| {
-        t.by_remote()
+        t.by_server()
             .get(&("FIN-WAIT-1".to_string(), server))
             .copied()
             .unwrap_or(0)

@@ -251,7 +251,7 @@ fn text_shows_the_stalled_close_as_a_timeline() {
         "WARNING teardown-stall  closes with 127.0.0.1:8300 stall: 5 FIN retransmissions",
         "client 127.0.0.1:40300   FIN retransmitted ×5",
         "server 127.0.0.1:8300    ACK of the client's FIN",
-        "Remote endpoints (by FIN retransmissions)",
+        "Server endpoints (the side that got the SYN), by FIN retransmissions",
     ] {
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }

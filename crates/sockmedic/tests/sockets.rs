@@ -68,7 +68,7 @@ fn counts_and_top_endpoints_match_ss() {
     let remote = top_rows(n, "top_remote");
     assert_no_diffs(
         "top_remote",
-        &top_diffs(&remote, &all.by_remote(), &|_| true),
+        &top_diffs(&remote, &all.by_server(), &|_| true),
         &all,
         n,
     );
@@ -229,9 +229,9 @@ fn ephemeral_ports_match_ss() {
         .filter(|p| in_range(*p))
         .collect();
     assert_eq!(bound.len(), 2, "one bind(addr, 0) per family");
-    let mut by_remote: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+    let mut by_server: BTreeMap<SocketAddr, u64> = BTreeMap::new();
     for r in &used.rows {
-        *by_remote
+        *by_server
             .entry(r.remote.expect("a connection has a peer"))
             .or_insert(0) += 1;
     }
@@ -267,7 +267,7 @@ fn ephemeral_ports_match_ss() {
         Some(bound.len() as u64),
         "ephemeral.bound_inactive_ports\n{diag}"
     );
-    assert_eq!(got_remote, by_remote, "ephemeral.top_remote\n{diag}");
+    assert_eq!(got_remote, by_server, "ephemeral.top_remote\n{diag}");
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn top_n_keeps_the_busiest_per_state() {
     let all = ss.merged(&ns.bound_inactive());
     for (table, agg) in [
         ("top_local", all.by_local()),
-        ("top_remote", all.by_remote()),
+        ("top_remote", all.by_server()),
     ] {
         let rows = top_rows(n, table);
         let mut max: BTreeMap<String, u64> = BTreeMap::new();
@@ -354,7 +354,7 @@ fn state_filter_restricts_the_tables() {
     let remote = top_rows(n, "top_remote");
     assert_no_diffs(
         "top_remote",
-        &top_diffs(&remote, &sub.by_remote(), &|_| true),
+        &top_diffs(&remote, &sub.by_server(), &|_| true),
         &sub,
         n,
     );
@@ -418,7 +418,7 @@ fn port_filter_restricts_the_tables() {
         let remote = top_rows(n, "top_remote");
         assert_no_diffs(
             &what,
-            &top_diffs(&remote, &sub.by_remote(), &|_| true),
+            &top_diffs(&remote, &sub.by_server(), &|_| true),
             &sub,
             n,
         );

@@ -163,7 +163,7 @@ fn stat_derives_established(test: &str, extra: &[&str], derived: bool) {
     // The top tables have no ESTABLISHED rows, and the rows they have are right.
     for (table, agg) in [
         ("top_local", all.by_local()),
-        ("top_remote", all.by_remote()),
+        ("top_remote", all.by_server()),
     ] {
         let rows = top_rows(n, table);
         assert!(

@@ -665,7 +665,7 @@ impl SsTable {
     }
 
     /// Sockets per (state, remote endpoint); rows with a wildcard peer are left out.
-    pub fn by_remote(&self) -> BTreeMap<(String, SocketAddr), u64> {
+    pub fn by_server(&self) -> BTreeMap<(String, SocketAddr), u64> {
         let mut m = BTreeMap::new();
         for r in &self.rows {
             if let Some(rem) = r.remote {
