@@ -65,14 +65,7 @@ pub fn findings(s: &Summary, t: &Thresholds) -> Vec<Finding> {
     let reset_min = t.get("capture.reset-min");
     let reset_share = t.get("capture.reset-share");
     let mut out = Vec::new();
-    let mut remotes: Vec<(&SocketAddr, &Aggregate)> = s.by_server.iter().collect();
-    remotes.sort_by(|a, b| {
-        (b.1.fin_retransmissions, b.1.max_fin_wait_ns, a.0).cmp(&(
-            a.1.fin_retransmissions,
-            a.1.max_fin_wait_ns,
-            b.0,
-        ))
-    });
+    let remotes = s.top_stalled(usize::MAX);
     for (ep, a) in &remotes {
         let wait = ms(a.max_fin_wait_ns);
         if a.stalled == 0 || (a.fin_retransmissions == 0 && (wait as f64) < fin_wait_warning) {

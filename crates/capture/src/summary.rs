@@ -225,18 +225,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Server endpoints by FIN retransmissions, then by the longest FIN wait.
+    /// The `n` server endpoints whose closes stall most (see [`ranked`]).
     pub fn top_stalled(&self, n: usize) -> Vec<(SocketAddr, Aggregate)> {
-        let mut v: Vec<_> = self.by_server.iter().map(|(k, a)| (*k, *a)).collect();
-        v.sort_by(|x, y| {
-            (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
-                x.1.fin_retransmissions,
-                x.1.max_fin_wait_ns,
-                y.0,
-            ))
-        });
-        v.truncate(n);
-        v
+        ranked(&self.by_server, n)
+    }
+
+    /// The `n` client hosts whose closes stall most (see [`ranked`]).
+    pub fn top_clients(&self, n: usize) -> Vec<(IpAddr, Aggregate)> {
+        ranked(&self.by_client_host, n)
     }
 
     pub(crate) fn add(&mut self, c: &Connection) {
@@ -271,4 +267,22 @@ impl Summary {
         upd(self.by_server.entry(c.server).or_default());
         upd(self.by_client_host.entry(c.client.ip()).or_default());
     }
+}
+
+/// The `n` worst entries of an aggregate table: most FIN retransmissions first, then
+/// the longest FIN wait, then by key so that the order is stable.
+pub fn ranked<K: Ord + Copy + std::hash::Hash>(
+    table: &HashMap<K, Aggregate>,
+    n: usize,
+) -> Vec<(K, Aggregate)> {
+    let mut v: Vec<(K, Aggregate)> = table.iter().map(|(k, a)| (*k, *a)).collect();
+    v.sort_by(|x, y| {
+        (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
+            x.1.fin_retransmissions,
+            x.1.max_fin_wait_ns,
+            y.0,
+        ))
+    });
+    v.truncate(n);
+    v
 }

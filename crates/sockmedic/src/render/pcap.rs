@@ -5,7 +5,6 @@ use super::table::{cell, num, Align, Style, Table, Tone};
 use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary};
 use sockmedic_model::Report;
 use std::fmt::Write;
-use std::net::IpAddr;
 
 fn share(n: u64, of: u64) -> String {
     if of == 0 {
@@ -165,20 +164,12 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
         stalled.iter().map(|(e, a)| (e.to_string(), *a)),
         style,
     ));
-    let mut clients: Vec<(IpAddr, Aggregate)> =
-        s.by_client_host.iter().map(|(h, a)| (*h, *a)).collect();
-    clients.sort_by(|x, y| {
-        (y.1.fin_retransmissions, y.1.max_fin_wait_ns, x.0).cmp(&(
-            x.1.fin_retransmissions,
-            x.1.max_fin_wait_ns,
-            y.0,
-        ))
-    });
-    clients.truncate(top);
     out.push_str(&aggregates(
         "Client hosts, by FIN retransmissions",
         "client",
-        clients.into_iter().map(|(h, a)| (h.to_string(), a)),
+        s.top_clients(top)
+            .into_iter()
+            .map(|(h, a)| (h.to_string(), a)),
         style,
     ));
     out.push_str(&super::missing_section(snap, style));
