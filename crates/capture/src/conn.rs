@@ -42,6 +42,11 @@ fn seq_le(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) >= 0
 }
 
+/// `a < b` in sequence space.
+fn seq_lt(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
+}
+
 /// The two endpoints, lower first: both directions of a connection give the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key([SocketAddr; 2]);
@@ -308,24 +313,22 @@ impl Analyzer {
             }
         }
 
-        // Data retransmission: a payload whose range was already sent.
+        // Wireshark's test for a retransmission: a segment that carries data, SYN or FIN
+        // and starts before the highest sequence number this side has sent. A keep-alive
+        // (at most one byte, one before that) is not one.
         let d = &mut c.dirs[from];
         let len = seg.payload_len;
         let end = seg
             .seq
             .wrapping_add(len)
             .wrapping_add(u32::from(syn) + u32::from(fin));
-        let mut data_retrans = false;
-        if let Some(next) = d.next_seq {
-            if len > 0 && seq_le(end, next) && !rst {
-                data_retrans = true;
-            }
-            if !seq_le(end, next) {
-                d.next_seq = Some(end);
-            }
-        } else {
+        let sent_before = d.next_seq.is_some_and(|next| seq_lt(seg.seq, next));
+        let keep_alive =
+            len <= 1 && !(syn || fin || rst) && d.next_seq == Some(seg.seq.wrapping_add(1));
+        if d.next_seq.is_none_or(|next| seq_lt(next, end)) {
             d.next_seq = Some(end);
         }
+        let data_retrans = len > 0 && !(syn || fin || rst) && sent_before && !keep_alive;
         if data_retrans {
             d.side.data_retransmissions += 1;
             sum.data_retransmissions += 1;
@@ -338,9 +341,15 @@ impl Analyzer {
         let mut fin_event = None;
         if fin {
             d.side.fins += 1;
-            if d.fin_seq == Some(seg.seq) {
+            // Sent again, alone or with unacknowledged data before it (then it starts
+            // earlier than the first copy did). A FIN whose first copy the capture
+            // missed is a retransmission too, as for Wireshark, and still this side's FIN.
+            let repeat = d.fin_end == Some(end);
+            if sent_before {
                 d.side.fin_retransmissions += 1;
                 sum.fin_retransmissions += 1;
+            }
+            if repeat {
                 fin_event = Some(EventKind::FinRetransmission);
             } else {
                 d.fin_seq = Some(seg.seq);
