@@ -344,6 +344,14 @@ impl<'a> Packets<'a> {
         }
         let (_, h) = parse_pcap_header(buf)
             .map_err(|_| Error::NotACapture(buf[..buf.len().min(8)].to_vec()))?;
+        // Wireshark's rule: any 2.x (libpcap stops at 2.4), and AIX's 543.0.
+        let (major, minor) = (h.version_major, h.version_minor);
+        if !(major == 2 || (major == 543 && minor == 0)) {
+            return Err(Error::Malformed {
+                what: "pcap version (2.x is defined)",
+                offset: 0,
+            });
+        }
         if h.is_modified_format() {
             return Err(Error::Malformed {
                 what: "pcap header (modified pcap is not supported)",
@@ -357,8 +365,9 @@ impl<'a> Packets<'a> {
             format: Format::Pcap {
                 big_endian: h.is_bigendian(),
                 nanos: h.is_nanosecond_precision(),
-                // The upper bits hold FCS flags (pcap 2.4 "linktype and additional info").
-                linktype: (h.network.0 as u32) & 0x0FFF_FFFF,
+                // The upper 6 bits hold FCS flags (pcap 2.4 "linktype and additional
+                // info"); libpcap's LT_LINKTYPE keeps the lower 26.
+                linktype: (h.network.0 as u32) & 0x03FF_FFFF,
             },
             done: false,
         })
@@ -418,6 +427,13 @@ impl<'a> Packets<'a> {
                 offset: off,
             },
         })?;
+        // libpcap's rule: 1.0, and 1.2 (written by some tools for a while).
+        if !(shb.major_version == 1 && (shb.minor_version == 0 || shb.minor_version == 2)) {
+            return Err(Error::Malformed {
+                what: "pcapng version (1.0 is defined)",
+                offset: off,
+            });
+        }
         let big_endian = shb.big_endian();
         self.format = Format::PcapNg {
             big_endian,
