@@ -434,6 +434,12 @@ impl<'a> Packets<'a> {
                 offset: off,
             });
         }
+        if shb.block_len1 != shb.block_len2 {
+            return Err(Error::Malformed {
+                what: "pcapng section header (its length and its trailer disagree)",
+                offset: off,
+            });
+        }
         let big_endian = shb.big_endian();
         self.format = Format::PcapNg {
             big_endian,
@@ -474,6 +480,12 @@ impl<'a> Packets<'a> {
             let Some(block) = self.buf.get(off..off + len) else {
                 return Some(Err(Error::Truncated { offset: off }));
             };
+            if self.u32_at(off + len - 4, big_endian) != Some(len as u32) {
+                return Some(Err(Error::Malformed {
+                    what: "pcapng block (its length and its trailer disagree)",
+                    offset: off,
+                }));
+            }
             self.off = off + len;
             match kind {
                 PCAPNG_IDB => {
