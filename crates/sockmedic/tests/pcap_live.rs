@@ -709,21 +709,17 @@ fn assert_capture_is_tsharks(
         .map(|(k, filter)| (*k, tshark_count(&file.path, filter)))
         .collect();
     let streams = Streams::read(&file.path);
-    let mut rows: Vec<(String, u64, u64)> = FIGURES
-        .iter()
-        .map(|(k, _)| {
-            (
-                k.to_string(),
-                cap[*k].as_u64().unwrap_or(u64::MAX),
-                counts[k],
-            )
-        })
-        .collect();
-    rows.push((
-        "connections".into(),
-        cap["connections"].as_u64().unwrap_or(u64::MAX),
-        streams.streams.len() as u64,
-    ));
+    // (figure, sockmedic's value (None: missing), tshark's, whether within tolerance)
+    let mut rows: Vec<(String, Option<u64>, u64, bool)> = Vec::new();
+    let mut row = |k: String, got: Option<u64>, want: u64, tolerance: u64| {
+        let ok = got.is_some_and(|g| g.abs_diff(want) <= tolerance);
+        rows.push((k, got, want, ok));
+    };
+    for (k, _) in FIGURES {
+        row(k.into(), cap[k].as_u64(), counts[k], 0);
+    }
+    let n = streams.streams.len() as u64;
+    row("connections".into(), cap["connections"].as_u64(), n, 0);
     for (k, o) in [
         ("closes_completed", Outcome::Closed),
         ("resets", Outcome::Reset),
@@ -731,11 +727,7 @@ fn assert_capture_is_tsharks(
         ("syn_unanswered", Outcome::SynUnanswered),
         ("open_at_end", Outcome::Open),
     ] {
-        rows.push((
-            k.into(),
-            cap[k].as_u64().unwrap_or(u64::MAX),
-            streams.count(o),
-        ));
+        row(k.into(), cap[k].as_u64(), streams.count(o), 0);
     }
     // top_stalled: the stalled server endpoints (at most --top, 10).
     let by_server = streams.by_server();
@@ -743,38 +735,40 @@ fn assert_capture_is_tsharks(
     want.sort_by(|x, y| (y.1 .1, y.1 .3, x.0).cmp(&(x.1 .1, x.1 .3, y.0)));
     want.truncate(10);
     let got = cap["top_stalled"].as_array().expect("capture.top_stalled");
-    rows.push((
+    row(
         "top_stalled.len".into(),
-        got.len() as u64,
+        Some(got.len() as u64),
         want.len() as u64,
-    ));
-    let mut within_1ms = Vec::new();
+        0,
+    );
     for (ep, (conns, fin_rexmit, _, wait_ns)) in &want {
         let e = got
             .iter()
             .find(|g| g["endpoint"] == ep.to_string().as_str());
-        let field = |k: &str| e.and_then(|e| e[k].as_u64()).unwrap_or(u64::MAX);
-        rows.push((
+        let field = |k: &str| e.and_then(|e| e[k].as_u64());
+        row(
             format!("top_stalled[{ep}].connections"),
             field("connections"),
             *conns,
-        ));
-        rows.push((
+            0,
+        );
+        row(
             format!("top_stalled[{ep}].fin_retransmissions"),
             field("fin_retransmissions"),
             *fin_rexmit,
-        ));
+            0,
+        );
         // Milliseconds, truncated: one either way.
-        let ms = (*wait_ns / 1_000_000) as u64;
-        let got_ms = field("max_fin_wait_ms");
-        rows.push((format!("top_stalled[{ep}].max_fin_wait_ms"), got_ms, ms));
-        if got_ms.abs_diff(ms) <= 1 {
-            within_1ms.push(rows.len() - 1);
-        }
+        row(
+            format!("top_stalled[{ep}].max_fin_wait_ms"),
+            field("max_fin_wait_ms"),
+            (*wait_ns / 1_000_000) as u64,
+            1,
+        );
     }
     let mut table = format!(
         "{name}: {} ({} packets; tcpdump: {} captured, {} received by filter, {} dropped by kernel)\n\
-         {:<44} {:>10} {:>10}\n",
+         {:<50} {:>10} {:>10}\n",
         file.path.display(),
         counts["packets"],
         dump.captured,
@@ -785,14 +779,11 @@ fn assert_capture_is_tsharks(
         "tshark"
     );
     let mut diffs = Vec::new();
-    for (i, (k, s, t)) in rows.iter().enumerate() {
-        let same = s == t || within_1ms.contains(&i);
-        let _ = writeln!(
-            table,
-            "{k:<44} {s:>10} {t:>10}{}",
-            if same { "" } else { "  <<<" }
-        );
-        if !same {
+    for (k, got, want, ok) in &rows {
+        let got = got.map_or("missing".to_string(), |g| g.to_string());
+        let mark = if *ok { "" } else { "  <<<" };
+        let _ = writeln!(table, "{k:<50} {got:>10} {want:>10}{mark}");
+        if !ok {
             diffs.push(k.clone());
         }
     }

@@ -16,15 +16,16 @@ Run it as root INSIDE a fresh network namespace: it refuses to run in the initia
       - one zero-window exchange: the receiver (SO_RCVBUF small) stops reading while
         the sender writes, until the sender's queue stops moving and the receiver's
         kernel has advertised a zero window; then it reads everything;
-      - with --lossy, one bulk exchange on P+2 whose data segments are dropped now
-        and then at the receiver (nft, input hook: the capture has the original and
-        the retransmission) for data retransmissions.
+      - with --lossy, one bulk exchange on P+2 (40 writes of 1000 bytes) whose data
+        segments are dropped now and then at the receiver (nft, input hook: the
+        capture has the original and the retransmission): data retransmissions.
       Then prints ONE JSON line with what it did and exits:
         {"done": true, "clean": n, "reset": n, "zero_window": bool, "lossy": bool,
          "connections": n, "reuse_port": p}
 """
 
 import argparse
+import errno
 import json
 import os
 import select
@@ -87,15 +88,32 @@ def expect_eof(s):
         die("expected EOF")
 
 
+def connect(fam, addr, bind=None):
+    """A connected client; bound to `bind` (SO_REUSEADDR) if given. The 4-tuple of the
+    previous connection from `bind` may still be in use for a moment (its LAST-ACK
+    waiting for the ACK already on its way): connect() says EADDRNOTAVAIL, locally,
+    without a packet; try again."""
+    deadline = time.monotonic() + 5
+    while True:
+        c = socket.socket(fam, socket.SOCK_STREAM)
+        c.settimeout(10)
+        if bind is not None:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            c.bind(bind)
+        try:
+            c.connect(addr)
+            return c
+        except OSError as e:
+            c.close()
+            if e.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def exchange(lst, fam, addr, server_closes, bind=None):
     """Request / response, then a clean close by one side; waits until both sides
     are done so the next exchange starts on a quiet loopback."""
-    c = socket.socket(fam, socket.SOCK_STREAM)
-    c.settimeout(10)
-    if bind is not None:
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        c.bind(bind)
-    c.connect(addr)
+    c = connect(fam, addr, bind)
     s, _ = lst.accept()
     s.settimeout(10)
     c.sendall(b"GET /%d HTTP/1.0\r\n\r\n" % os.getpid())
@@ -184,8 +202,8 @@ def zero_window(port):
 
 
 def lossy(port):
-    # Drop every 7th data segment towards the receiver, in the input hook: tcpdump
-    # sees it, the receiver does not, the sender retransmits.
+    # Drop every 7th data segment towards the receiver from the 4th on, in the input
+    # hook: tcpdump sees it, the receiver does not, the sender retransmits.
     nft(f"add table inet {NFT_TABLE}\n"
         f"add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; }}\n"
         f"add rule inet {NFT_TABLE} input tcp dport {port} "
@@ -195,14 +213,16 @@ def lossy(port):
         lst = listener(socket.AF_INET, "127.0.0.1", port)
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         c.settimeout(20)
-        # Small segments, so there are many.
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
+        # One segment per write (the first ten at least, the initial window): the
+        # fourth is dropped whatever the timing.
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.connect(("127.0.0.1", port))
         s, _ = lst.accept()
         s.settimeout(20)
         lst.close()
         data = b"d" * 40000
-        c.sendall(data)
+        for i in range(0, len(data), 1000):
+            c.sendall(data[i:i + 1000])
         c.shutdown(socket.SHUT_WR)
         got = 0
         while True:
