@@ -190,7 +190,8 @@ fn in_state(rows: &[ProcTcp], state: u8, f: impl Fn(&ProcTcp) -> bool) -> Vec<Pr
 // ---------------------------------------------------------------------------------
 
 /// The capture file, under the target's temporary directory. Removed when the test
-/// passes; kept (and named on stderr) when it fails, to look at.
+/// passes (unless SOCKMEDIC_KEEP_CAPTURES is set); kept, and named on stderr, when it
+/// fails, to look at.
 struct CaptureFile {
     path: PathBuf,
 }
@@ -211,7 +212,7 @@ impl CaptureFile {
 
 impl Drop for CaptureFile {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("SOCKMEDIC_KEEP_CAPTURES").is_some() {
             eprintln!("the capture is kept: {}", self.path.display());
         } else {
             let _ = std::fs::remove_file(&self.path);
@@ -378,6 +379,14 @@ fn tshark_count(file: &Path, filter: &str) -> u64 {
     tshark(file, &["-Y", filter, "-T", "fields", "-e", "frame.number"])
         .lines()
         .filter(|l| !l.trim().is_empty())
+        .count() as u64
+}
+
+/// The lines of `tshark -q -z conv,tcp`: one per TCP conversation.
+fn tshark_conversations(file: &Path) -> u64 {
+    tshark(file, &["-q", "-z", "conv,tcp"])
+        .lines()
+        .filter(|l| l.contains("<->"))
         .count() as u64
 }
 
@@ -720,6 +729,13 @@ fn assert_capture_is_tsharks(
     }
     let n = streams.streams.len() as u64;
     row("connections".into(), cap["connections"].as_u64(), n, 0);
+    // tshark's conversation table splits a reused 4-tuple by stream as well.
+    row(
+        "connections (tshark -z conv,tcp)".into(),
+        cap["connections"].as_u64(),
+        tshark_conversations(&file.path),
+        0,
+    );
     for (k, o) in [
         ("closes_completed", Outcome::Closed),
         ("resets", Outcome::Reset),
@@ -787,6 +803,17 @@ fn assert_capture_is_tsharks(
             diffs.push(k.clone());
         }
     }
+    // How tshark's three flags share the data retransmissions (information only).
+    let _ = writeln!(
+        table,
+        "  (tshark's data retransmissions: {} retransmission, {} spurious, {} out-of-order)",
+        tshark_count(&file.path, "tcp.len > 0 && tcp.analysis.retransmission"),
+        tshark_count(
+            &file.path,
+            "tcp.len > 0 && tcp.analysis.spurious_retransmission"
+        ),
+        tshark_count(&file.path, "tcp.len > 0 && tcp.analysis.out_of_order"),
+    );
     eprintln!("{table}");
     assert!(
         diffs.is_empty(),
