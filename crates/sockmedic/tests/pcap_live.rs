@@ -883,7 +883,7 @@ fn assert_teardown_stall(report: &Value, truth: &Truth, server: SocketAddr) -> V
     f
 }
 
-/// Client ports, lowest first.
+/// The port of `of(row)` for each row, lowest first.
 fn ports(rows: &[ProcTcp], of: impl Fn(&ProcTcp) -> SocketAddr) -> Vec<u16> {
     let mut p: Vec<u16> = rows.iter().map(|r| of(r).port()).collect();
     p.sort();
