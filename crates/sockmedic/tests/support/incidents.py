@@ -8,7 +8,8 @@ scenarios add nftables rules (table `inet smincident`), which must vanish with t
 test's namespace. Sysctls are the test's business (it sets them inside the namespace
 before starting a scenario).
 
-Scenarios (all on 127.0.0.1):
+Scenarios (all on 127.0.0.1; `teardown` and `syn-recv` take --drop-at input|output, the
+nftables hook that drops, input by default: see nft_rule):
   teardown --state last-ack --port P --count N
         N connections to one listener on P; the clients close, the server reads EOF,
         then every packet towards P is dropped (nft) and the server closes: the server
@@ -16,7 +17,8 @@ Scenarios (all on 127.0.0.1):
   teardown --state fin-wait-1 --port P --count N
         N connections to one listener on P; then every packet from P is dropped (nft)
         and the clients close: they wait in FIN-WAIT-1 (orphans) for an ACK of their
-        FIN. The server keeps its sockets (CLOSE-WAIT, held).
+        FIN. The server keeps its sockets (CLOSE-WAIT, held). With --send B, each client
+        sends B bytes just before it closes (unacknowledged too, when its FIN leaves).
         Every socket gets TCP_USER_TIMEOUT --life (default 90 s): the orphans die then,
         whatever tcp_orphan_retries says (they hold the namespace alive after
         `ip netns del`).
@@ -91,10 +93,13 @@ def nft(script):
     subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
-def nft_rule(rule):
+def nft_rule(rule, hook="input"):
+    """Drops what `rule` matches in the input hook (after tcpdump saw the packet: a
+    capture shows it, the receiver never gets it) or the output hook (before: the
+    packet is lost before any capture, as seen from the receiver's side)."""
     nft(f"add table inet {NFT_TABLE}\n"
-        f"add chain inet {NFT_TABLE} input {{ type filter hook input priority 0; }}\n"
-        f"add rule inet {NFT_TABLE} input {rule}\n")
+        f"add chain inet {NFT_TABLE} {hook} {{ type filter hook {hook} priority 0; }}\n"
+        f"add rule inet {NFT_TABLE} {hook} {rule}\n")
 
 
 def raise_nofile():
@@ -190,13 +195,15 @@ def teardown(a):
         for _, s in ps:
             if s.recv(1) != b"":
                 die("LAST-ACK server: expected EOF")
-        nft_rule(f"tcp dport {a.port} drop")
+        nft_rule(f"tcp dport {a.port} drop", a.drop_at)
         for _, s in ps:
             s.close()
         state, key = "LAST-ACK", dict(local=ep)
     elif a.state == "fin-wait-1":
-        nft_rule(f"tcp sport {a.port} drop")
+        nft_rule(f"tcp sport {a.port} drop", a.drop_at)
         for c, s in ps:
+            if a.send:
+                c.sendall(b"q" * a.send)
             c.close()
             held.append(s)
         state, key = "FIN-WAIT-1", dict(remote=ep)
@@ -213,7 +220,7 @@ def syn_recv(a):
     socket.setdefaulttimeout(20)
     ep = f"{ADDR}:{a.port}"
     lst = listener(a.port, a.backlog)
-    nft_rule(f"tcp dport {a.port} tcp flags & (syn | ack) == ack drop")
+    nft_rule(f"tcp dport {a.port} tcp flags & (syn | ack) == ack drop", a.drop_at)
     clients = []
     for _ in range(a.count):
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -322,10 +329,16 @@ def main():
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--life", type=float, default=90.0,
                    help="seconds an orphan lives at most (TCP_USER_TIMEOUT)")
+    p.add_argument("--drop-at", choices=["input", "output"], default="input",
+                   help="the nftables hook of the drop (see nft_rule)")
+    p.add_argument("--send", type=int, default=0,
+                   help="fin-wait-1: bytes each client sends right before it closes")
     p = sub.add_parser("syn-recv")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--backlog", type=int, required=True)
+    p.add_argument("--drop-at", choices=["input", "output"], default="input",
+                   help="the nftables hook of the drop (see nft_rule)")
     p = sub.add_parser("fd-server")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--backlog", type=int, required=True)
