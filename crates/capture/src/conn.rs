@@ -1,12 +1,13 @@
 //! The connection table: every TCP segment goes to the connection of its 4-tuple (both
-//! directions share one entry). Finished connections (close completed, or reset) are
-//! folded into the [`Summary`] at once; their entry stays a short while, without its
-//! timeline, so that late duplicates (a retransmitted last ACK, a second copy of a FIN)
-//! are still recognised. Open connections are capped: past the cap the least recently
-//! seen are folded in as they are.
+//! directions share one entry). A finished connection (close completed, or reset) stays
+//! `linger_ns` of capture time before it is folded into the [`Summary`]: a FIN sent again
+//! after the capture saw its ACK (the ACK was lost after the capture point, as when a
+//! firewall on the host drops it) still belongs to it, and so does a late duplicate.
+//! Open connections are capped: past the cap the least recently seen are folded in as
+//! they are.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::decode::{flags, tcp_segment, TcpSegment};
@@ -62,6 +63,15 @@ struct Dir {
     fin_acked: bool,
 }
 
+/// A timeline event as the table keeps it (16 bytes): who sent it is an index into
+/// `ends`, the role is worked out when the connection is folded.
+#[derive(Debug, Clone, Copy)]
+struct RawEvent {
+    ts_ns: i64,
+    from: u8,
+    kind: EventKind,
+}
+
 #[derive(Debug)]
 struct Conn {
     ends: [SocketAddr; 2],
@@ -77,9 +87,9 @@ struct Conn {
     syn_ack_seq: Option<u32>,
     first_fin: Option<usize>,
     dirs: [Dir; 2],
-    events: Vec<Event>,
+    events: Vec<RawEvent>,
     events_dropped: u32,
-    /// Folded into the summary; the entry only lingers.
+    /// When the close completed or a RST came: the entry lingers from then on.
     finished_at: Option<i64>,
 }
 
@@ -121,15 +131,10 @@ impl Conn {
     }
 
     fn event(&mut self, max: usize, ts_ns: i64, from: usize, kind: EventKind) {
-        if self.finished_at.is_some() {
-            return;
-        }
         if self.events.len() < max {
-            let role = self.role(from);
-            self.events.push(Event {
+            self.events.push(RawEvent {
                 ts_ns,
-                from: self.ends[from],
-                role,
+                from: from as u8,
                 kind,
             });
         } else {
@@ -186,7 +191,15 @@ impl Conn {
             server_side: self.dirs[s].side,
             outcome,
             teardown_ns,
-            events: std::mem::take(&mut self.events),
+            events: std::mem::take(&mut self.events)
+                .into_iter()
+                .map(|e| Event {
+                    ts_ns: e.ts_ns,
+                    from: self.ends[e.from as usize],
+                    role: self.role(e.from as usize),
+                    kind: e.kind,
+                })
+                .collect(),
             events_dropped: self.events_dropped,
         }
     }
@@ -221,6 +234,9 @@ pub struct Analyzer {
     /// Min-heap of the `top_n` slowest teardowns.
     slowest: BinaryHeap<Reverse<Slow>>,
     folded: u64,
+    /// Finished connections in the order they finished, to fold each when its
+    /// lingering time is over.
+    lingering: VecDeque<(i64, Key)>,
 }
 
 impl Analyzer {
@@ -231,6 +247,7 @@ impl Analyzer {
             summary: Summary::default(),
             slowest: BinaryHeap::new(),
             folded: 0,
+            lingering: VecDeque::new(),
         }
     }
 
@@ -257,6 +274,7 @@ impl Analyzer {
         sum.syn_packets += u64::from(syn);
         sum.fin_packets += u64::from(fin);
         sum.rst_packets += u64::from(rst);
+        self.fold_lingering(ts);
 
         let src = SocketAddr::new(seg.src, seg.src_port);
         let dst = SocketAddr::new(seg.dst, seg.dst_port);
@@ -277,7 +295,7 @@ impl Analyzer {
             }
         }
         if !self.table.contains_key(&key) && self.table.len() >= self.cfg.max_open {
-            self.make_room(ts);
+            self.make_room();
         }
         let max_events = self.cfg.max_events;
         let c = self
@@ -351,6 +369,12 @@ impl Analyzer {
             }
             if repeat {
                 fin_event = Some(EventKind::FinRetransmission);
+                // Sent again after the capture saw it acknowledged: that ACK never
+                // reached this side, so the wait goes on until the next one.
+                if d.fin_acked {
+                    d.fin_acked = false;
+                    d.side.fin_ack_wait_ns = None;
+                }
             } else {
                 d.fin_seq = Some(seg.seq);
                 d.fin_end = Some(seg.seq.wrapping_add(len).wrapping_add(1));
@@ -405,8 +429,7 @@ impl Analyzer {
 
         if c.finished_at.is_none() && (c.close_completed() || rst) {
             c.finished_at = Some(ts);
-            let conn = c.take_connection();
-            self.record(conn);
+            self.lingering.push_back((ts, key));
         }
     }
 
@@ -426,22 +449,34 @@ impl Analyzer {
         }
     }
 
+    /// Folds a connection taken out of the table into the summary (once: every entry
+    /// leaves the table once).
     fn fold(&mut self, c: &mut Conn) {
-        if c.finished_at.is_none() {
-            let conn = c.take_connection();
-            self.record(conn);
+        let conn = c.take_connection();
+        self.record(conn);
+    }
+
+    /// Folds the finished connections whose lingering time is over at `now`.
+    fn fold_lingering(&mut self, now: i64) {
+        while let Some(&(t, key)) = self.lingering.front() {
+            if now - t < self.cfg.linger_ns {
+                break;
+            }
+            self.lingering.pop_front();
+            // The entry may be gone already, or be a later connection on the same ports.
+            if self
+                .table
+                .get(&key)
+                .is_some_and(|c| c.finished_at == Some(t))
+            {
+                let mut c = self.table.remove(&key).unwrap();
+                self.fold(&mut c);
+            }
         }
     }
 
-    /// Drops lingering finished entries past their time, then, if still full, folds in
-    /// the least recently seen half of the table.
-    fn make_room(&mut self, now: i64) {
-        let linger = self.cfg.linger_ns;
-        self.table
-            .retain(|_, c| c.finished_at.is_none_or(|t| now - t < linger));
-        if self.table.len() < self.cfg.max_open {
-            return;
-        }
+    /// The table is full: folds in the least recently seen half.
+    fn make_room(&mut self) {
         let mut ages: Vec<i64> = self.table.values().map(|c| c.last_ts).collect();
         let mid = ages.len() / 2;
         let cutoff = *ages.select_nth_unstable(mid).1;

@@ -187,29 +187,43 @@ fn stall_subject(ep: &SocketAddr, a: &Aggregate) -> Subject {
     }
 }
 
-/// "10.0.0.1:40300 → 10.0.0.2:8300: FIN at +0.000 s, retransmitted 5×, ACKed +3.312 s".
+/// "10.0.0.1:40300 → 10.0.0.2:8300: FIN from 10.0.0.1:40300 at +0.009 s, FIN from
+/// 10.0.0.1:40300 retransmitted 5×, ACKed by 10.0.0.2:8300 at +3.352 s".
 pub fn timeline_sentence(c: &Connection) -> String {
     let t0 = c.first_ts_ns;
     let at = |ts: i64| format!("+{:.3} s", (ts - t0) as f64 / 1e9);
     let mut parts = Vec::new();
-    let mut rexmit = 0;
-    for e in &c.events {
-        match e.kind {
-            EventKind::Fin => parts.push(format!("FIN from {} at {}", e.from, at(e.ts_ns))),
-            EventKind::FinRetransmission => rexmit += 1,
-            EventKind::FinAcked => {
-                if rexmit > 0 {
-                    parts.push(format!("{rexmit} FIN retransmissions"));
-                    rexmit = 0;
-                }
-                parts.push(format!("ACKed by {} at {}", e.from, at(e.ts_ns)));
-            }
-            EventKind::Rst => parts.push(format!("RST from {} at {}", e.from, at(e.ts_ns))),
-            _ => {}
+    // Retransmissions of a FIN are told as one part, in their place among the events.
+    let mut rexmit: Option<(SocketAddr, u32)> = None;
+    let flush = |parts: &mut Vec<String>, rexmit: &mut Option<(SocketAddr, u32)>| {
+        if let Some((from, n)) = rexmit.take() {
+            parts.push(format!("FIN from {from} retransmitted {n}×"));
         }
+    };
+    for e in &c.events {
+        if e.kind == EventKind::FinRetransmission {
+            match &mut rexmit {
+                Some((from, n)) if *from == e.from => *n += 1,
+                _ => {
+                    flush(&mut parts, &mut rexmit);
+                    rexmit = Some((e.from, 1));
+                }
+            }
+            continue;
+        }
+        let part = match e.kind {
+            EventKind::Fin => format!("FIN from {} at {}", e.from, at(e.ts_ns)),
+            EventKind::FinAcked => format!("ACKed by {} at {}", e.from, at(e.ts_ns)),
+            EventKind::Rst => format!("RST from {} at {}", e.from, at(e.ts_ns)),
+            _ => continue,
+        };
+        flush(&mut parts, &mut rexmit);
+        parts.push(part);
     }
-    if rexmit > 0 {
-        parts.push(format!("{rexmit} FIN retransmissions, never ACKed"));
+    let never_acked = rexmit.is_some();
+    flush(&mut parts, &mut rexmit);
+    if never_acked {
+        parts.push("never ACKed".into());
     }
     format!("{} → {}: {}", c.client, c.server, parts.join(", "))
 }
@@ -240,7 +254,7 @@ fn syn_unanswered(ep: &SocketAddr, a: &Aggregate) -> Finding {
         )
     } else {
         format!(
-            "{} SYNs to {ep} never answered ({} connections tried)",
+            "{} of {} connections to {ep} got no answer to their SYN",
             a.syn_unanswered, a.connections
         )
     };

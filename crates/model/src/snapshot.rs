@@ -58,8 +58,11 @@ pub struct Capture {
     pub syn_retransmissions: u64,
     #[serde(default)]
     pub syn_ack_retransmissions: u64,
-    /// Segments with data sent again (`tcp.analysis.retransmission` with `tcp.len > 0`,
-    /// FIN not set).
+    /// Segments with data sent again: data starting before the highest sequence number
+    /// its side has sent, FIN, SYN and RST not set, keep-alives left out. Wireshark
+    /// splits these into `tcp.analysis.retransmission`, `spurious_retransmission` and
+    /// (when one comes within a round-trip time) `out_of_order`; this is their sum for
+    /// `tcp.len > 0`.
     #[serde(default)]
     pub data_retransmissions: u64,
     /// Segments advertising a zero window (`tcp.analysis.zero_window`).

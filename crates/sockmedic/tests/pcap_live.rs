@@ -20,10 +20,10 @@
 //! Where the drop happens matters to a capture: nftables' output hook drops a packet
 //! before tcpdump sees it (the capture is what the receiver's side of a lossy path
 //! sees), the input hook after (what the sender's side sees). The main tests drop in
-//! the output hook. Two tests marked `#[ignore]` reproduce what sockmedic-capture gets
-//! wrong today (run them with `--ignored`): a LAST-ACK whose final ACKs are lost AFTER
-//! the capture point, and a FIN that the kernel retransmits together with data still
-//! unacknowledged.
+//! the output hook. Two more cover what an earlier sockmedic got wrong: a LAST-ACK
+//! whose final ACKs are lost AFTER the capture point (the capture sees the close
+//! complete, then the FIN sent again), and a FIN that the kernel retransmits together
+//! with data still unacknowledged.
 //!
 //! Needs root, tcpdump and tshark (scripts/install-deps installs them).
 
@@ -382,6 +382,17 @@ fn tshark_count(file: &Path, filter: &str) -> u64 {
         .count() as u64
 }
 
+/// The TCP streams (tshark's `tcp.stream`) with a packet FILTER matches.
+fn tshark_streams(file: &Path, filter: &str) -> u64 {
+    let out = tshark(file, &["-Y", filter, "-T", "fields", "-e", "tcp.stream"]);
+    let streams: std::collections::BTreeSet<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    streams.len() as u64
+}
+
 /// The lines of `tshark -q -z conv,tcp`: one per TCP conversation.
 fn tshark_conversations(file: &Path) -> u64 {
     tshark(file, &["-q", "-z", "conv,tcp"])
@@ -468,7 +479,7 @@ struct Stream {
     fin_retransmissions: u64,
     /// Closed or Reset, once the close completed or a RST came.
     finished: Option<Outcome>,
-    /// The last packet's time, until the connection finished.
+    /// The last packet's time.
     last_ts: i64,
 }
 
@@ -600,9 +611,7 @@ impl Streams {
             });
             let from = usize::from(src != s.ends[0]);
             assert_eq!(s.ends[from], src, "stream {id}: {line}");
-            if s.finished.is_none() {
-                s.last_ts = ts;
-            }
+            s.last_ts = ts;
             if syn && !ack {
                 s.syn = true;
                 s.server = Some(dst);
@@ -615,12 +624,24 @@ impl Streams {
                     s.fin_retransmissions += 1;
                 }
                 let end = seq.wrapping_add(len).wrapping_add(1);
-                if s.fins[from].is_none_or(|f| f.end != end) {
-                    s.fins[from] = Some(Fin {
-                        end,
-                        ts,
-                        acked: None,
-                    });
+                match &mut s.fins[from] {
+                    // Sent again after an ACK covered it: that ACK did not reach the
+                    // sender (lost after the capture point), the wait goes on.
+                    Some(f) if f.end == end => {
+                        if f.acked.is_some() {
+                            f.acked = None;
+                            if s.finished == Some(Outcome::Closed) {
+                                s.finished = None;
+                            }
+                        }
+                    }
+                    other => {
+                        *other = Some(Fin {
+                            end,
+                            ts,
+                            acked: None,
+                        })
+                    }
                 }
             }
             if ack {
@@ -844,10 +865,24 @@ fn findings<'a>(report: &'a Value, code: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The one teardown-stall finding, naming `server` in subject.remote, with the
-/// stalled connections and FIN retransmissions tshark's streams show; its severity is
-/// the one its longest FIN wait calls for.
-fn assert_teardown_stall(report: &Value, truth: &Truth, server: SocketAddr) -> Value {
+/// Whose sockets wait, as a teardown-stall's subject says: `server`'s clients (it is
+/// `remote`: incident 2's FIN-WAIT-1 towards it), or `server` itself (it is `local`:
+/// incident 1's LAST-ACK on a listener).
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    Clients(&'static str),
+    Server(&'static str),
+}
+
+/// The one teardown-stall finding about `server`, placed and in the state `waiting`
+/// says, with the stalled connections and FIN retransmissions tshark's streams show;
+/// its severity is the one its longest FIN wait calls for.
+fn assert_teardown_stall(
+    report: &Value,
+    truth: &Truth,
+    server: SocketAddr,
+    waiting: Waiting,
+) -> Value {
     let all = findings(report, "teardown-stall");
     assert_eq!(
         all.len(),
@@ -858,12 +893,13 @@ fn assert_teardown_stall(report: &Value, truth: &Truth, server: SocketAddr) -> V
     let f = all[0].clone();
     let pretty = serde_json::to_string_pretty(&f).unwrap();
     let (_, fin_rexmit, stalled, wait_ns) = truth.streams.by_server()[&server];
-    assert_eq!(
-        f["subject"]["remote"],
-        server.to_string().as_str(),
-        "{pretty}"
-    );
-    assert!(f["subject"]["local"].is_null(), "{pretty}");
+    let (here, empty, state) = match waiting {
+        Waiting::Clients(state) => ("remote", "local", state),
+        Waiting::Server(state) => ("local", "remote", state),
+    };
+    assert_eq!(f["subject"][here], server.to_string().as_str(), "{pretty}");
+    assert!(f["subject"][empty].is_null(), "{pretty}");
+    assert_eq!(f["subject"]["state"], state, "{pretty}");
     assert_eq!(f["subject"]["count"].as_u64(), Some(stalled), "{pretty}");
     let title = f["title"].as_str().unwrap();
     assert!(
@@ -999,7 +1035,7 @@ fn fin_wait_1_capture_is_tsharks_and_a_teardown_stall_towards_the_server() {
         truth.counts
     );
     // Every connection stalled: all retransmitted their FIN.
-    let f = assert_teardown_stall(&report, &truth, server);
+    let f = assert_teardown_stall(&report, &truth, server, Waiting::Clients("FIN-WAIT-1"));
     assert_eq!(f["subject"]["count"], N as u64);
     assert_eq!(cap["top_stalled"][0]["endpoint"], "127.0.0.1:8002");
     assert_eq!(
@@ -1081,8 +1117,9 @@ fn last_ack_capture_is_tsharks_and_a_teardown_stall_of_the_listener() {
     assert_eq!(cap["closes_completed"], lifted.len() as u64);
     assert_eq!(cap["closing_at_end"], kept.len() as u64);
     assert!(truth.counts["fin_retransmissions"] >= 3 * N as u64);
-    // The listener's closes stall: the capture names it as the stalled server.
-    let f = assert_teardown_stall(&report, &truth, listener);
+    // The listener's own FINs go unacknowledged: its sockets wait in LAST-ACK, and the
+    // finding names it as `local`, as `check` does.
+    let f = assert_teardown_stall(&report, &truth, listener, Waiting::Server("LAST-ACK"));
     assert_eq!(f["subject"]["count"], N as u64);
     assert_eq!(code, if f["severity"] == "critical" { 2 } else { 1 });
 }
@@ -1158,14 +1195,25 @@ fn syn_recv_capture_is_tsharks_and_unanswered_syns_are_a_finding() {
     assert!(truth.counts["syn_ack_retransmissions"] >= syn_recv);
     assert!(truth.counts["syn_retransmissions"] >= syn_sent);
     assert_eq!(truth.counts["fin_packets"], 0);
-    // The unanswered SYNs are a finding about the listener. The SYN-ACK
-    // retransmissions (the SYN-RECV pile-up itself) are no finding of their own.
+    // One finding about the listener: its handshakes do not complete. The SYN-ACKs
+    // sent again (the requests waiting in SYN-RECV) outnumber the unanswered SYNs, so
+    // that is the subject's state; the evidence gives both.
+    let syn_ack_again = tshark_streams(
+        &file.path,
+        "tcp.flags.syn==1 && tcp.flags.ack==1 && tcp.analysis.retransmission",
+    );
+    assert!(syn_ack_again > syn_sent, "{syn_ack_again} vs {syn_sent}");
     let f = findings(&report, "syn-unanswered");
     assert_eq!(f.len(), 1, "{}", findings_summary(&report));
     let f = f[0];
     assert_eq!(f["subject"]["local"], "127.0.0.1:8003", "{f}");
-    assert_eq!(f["subject"]["state"], "LISTEN", "{f}");
-    assert_eq!(f["subject"]["count"].as_u64(), Some(syn_sent), "{f}");
+    assert_eq!(f["subject"]["state"], "SYN-RECV", "{f}");
+    assert_eq!(f["subject"]["count"].as_u64(), Some(syn_ack_again), "{f}");
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!("{syn_sent} of {} connections", BACKLOG + MORE)),
+        "{f}"
+    );
     assert_eq!(f["severity"], "warning");
     assert!(findings(&report, "teardown-stall").is_empty());
     assert!(cap["top_stalled"].as_array().unwrap().is_empty());
@@ -1248,7 +1296,7 @@ fn normal_traffic_capture_is_tsharks_and_no_finding() {
 }
 
 // ---------------------------------------------------------------------------------
-// What sockmedic-capture gets wrong today (run with --ignored)
+// Cases an earlier sockmedic-capture got wrong
 // ---------------------------------------------------------------------------------
 
 /// The LAST-ACK incident as incidents.rs makes it: the clients' final ACKs are dropped
@@ -1256,14 +1304,10 @@ fn normal_traffic_capture_is_tsharks_and_no_finding() {
 /// the loss). The capture shows each final ACK, then the server's FIN retransmitted
 /// again and again, each retransmission ACKed again (by the TIME-WAIT client).
 ///
-/// sockmedic counts those retransmissions in `capture.fin_retransmissions` (equal to
-/// tshark's), but the connection was folded into the per-endpoint aggregates when the
-/// first final ACK went by (close completed) and later FIN retransmissions go to its
-/// lingering entry only (crates/capture/src/conn.rs, `Analyzer::segment`): the
-/// listener's aggregate has 0 FIN retransmissions, `top_stalled` is empty and there
-/// is no teardown-stall, while tshark shows every stream retransmitting its FIN.
+/// The retransmissions must belong to the listener's connections, as tshark's streams
+/// show (an earlier sockmedic folded each connection into the per-endpoint figures when
+/// the first final ACK went by, so the listener had none and there was no finding).
 #[test]
-#[ignore = "sockmedic-capture: FIN retransmissions after the close completed in the capture are not attributed to the endpoint"]
 fn last_ack_with_final_acks_lost_after_the_capture_point_is_a_teardown_stall() {
     const N: usize = 20;
     require_tools();
@@ -1302,20 +1346,16 @@ fn last_ack_with_final_acks_lost_after_the_capture_point_is_a_teardown_stall() {
     let stats = dump.stop(&ns);
     let (report, _) = pcap_report(&file);
     let truth = assert_capture_is_tsharks("LAST-ACK, input hook", &file, &report, stats);
-    assert_teardown_stall(&report, &truth, listener);
+    assert_teardown_stall(&report, &truth, listener, Waiting::Server("LAST-ACK"));
 }
 
 /// FIN-WAIT-1 again, but each client sends 100 bytes just before it closes, while the
 /// server's ACKs are dropped: the data and the FIN leave in two segments, then the
 /// kernel retransmits them as ONE segment (data + FIN, collapsed at the first RTO).
-/// tshark counts that segment as a FIN retransmission; sockmedic takes it for a new
-/// FIN (its sequence number is the data's, not the first FIN's: conn.rs,
-/// `Analyzer::segment`, `d.fin_seq == Some(seg.seq)`), so it is one FIN
-/// retransmission short per connection, restarts the FIN's wait there, and counts the
-/// FIN segments in `data_retransmissions`, which snapshot.rs documents as "FIN not
-/// set".
+/// tshark counts that segment as a FIN retransmission, and so must sockmedic (an earlier
+/// one took it for a new FIN, restarted the FIN's wait there and counted it as a data
+/// retransmission).
 #[test]
-#[ignore = "sockmedic-capture: a FIN retransmitted together with earlier data is taken for a new FIN"]
 fn fin_retransmitted_with_unacknowledged_data_is_a_fin_retransmission() {
     const N: usize = 10;
     require_tools();
@@ -1352,5 +1392,5 @@ fn fin_retransmitted_with_unacknowledged_data_is_a_fin_retransmission() {
     let stats = dump.stop(&ns);
     let (report, _) = pcap_report(&file);
     let truth = assert_capture_is_tsharks("FIN-WAIT-1 with data", &file, &report, stats);
-    assert_teardown_stall(&report, &truth, server);
+    assert_teardown_stall(&report, &truth, server, Waiting::Clients("FIN-WAIT-1"));
 }
