@@ -17,7 +17,7 @@ fn ms(ns: i64) -> u64 {
     u64::try_from(ns.max(0) / 1_000_000).unwrap_or(0)
 }
 
-/// The report's `capture` section, with the `top` most stalled remote endpoints
+/// The report's `capture` section, with the `top` most stalled server endpoints
 /// (those without a stall are left out).
 pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
     model::Capture {
@@ -51,7 +51,7 @@ pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
     }
 }
 
-/// Findings from a capture: `teardown-stall` per remote endpoint, `syn-unanswered`
+/// Findings from a capture: `teardown-stall` per server endpoint, `syn-unanswered`
 /// per listener, `reset-storm` for the whole capture. Worst first.
 ///
 /// The thresholds are the catalog's `capture.*` ones

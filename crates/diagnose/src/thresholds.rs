@@ -41,7 +41,7 @@ pub static THRESHOLDS: &[ThresholdDef] = &[
     def("conntrack.warning", 0.8, "nf_conntrack_count / nf_conntrack_max for a warning"),
     def("conntrack.critical", 0.95, "... for critical"),
     def("kernel-log.recent", 3600.0, "seconds: a kernel message seen within this long is a warning, older ones info"),
-    def("capture.fin-wait-warning-ms", 1000.0, "pcap: milliseconds from a FIN to its ACK (or to the capture's end) for a teardown-stall warning on a remote endpoint; any FIN retransmission is one too"),
+    def("capture.fin-wait-warning-ms", 1000.0, "pcap: milliseconds from a FIN to its ACK (or to the capture's end) for a teardown-stall warning on a server endpoint; any FIN retransmission is one too"),
     def("capture.fin-wait-critical-ms", 10000.0, "pcap: ... for critical (the orphan's retries are being spent)"),
     def("capture.syn-unanswered-min", 1.0, "pcap: connections to one listener whose SYN got neither SYN-ACK nor RST, or whose SYN-ACK was sent again, for a syn-unanswered warning"),
     def("capture.reset-min", 10.0, "pcap: connections ended by a RST for a reset-storm warning, if they are also capture.reset-share of all"),

@@ -79,7 +79,9 @@ pub struct Capture {
     pub closing_at_end: u64,
     #[serde(default)]
     pub open_at_end: u64,
-    /// Remote endpoints whose closes stalled most, worst first.
+    /// Server endpoints (the side that got the SYN) whose closes stalled most, worst
+    /// first: the remote endpoints of a capture taken on a client, the local ones of a
+    /// capture taken on a server.
     pub top_stalled: Vec<StalledEndpoint>,
 }
 
