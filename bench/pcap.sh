@@ -31,7 +31,7 @@ usage() {
 	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 	cat <<'EOF'
 Options:
-  --conns N      connections to capture (default 60000; --small: 1000, about 23k packets)
+  --conns N      connections to capture (default 60000; --small: 1000, about 30k packets)
   --runs R       timed rounds of the fast commands, after 1 warm-up round (default 10; --small: 1)
   --slow-runs S  of those rounds, how many also run tshark (default 3; --small: 1)
   --dir DIR      where the captures are kept (default /var/tmp/sockmedic-bench/pcap;
@@ -39,7 +39,7 @@ Options:
   --regen        make the captures again even if DIR has them
   --out FILE     Markdown results (default bench/out/pcap.md; --small: bench/out/pcap-small.md)
   --profile      also sample `sockmedic pcap --json` with perf (bench/out/pcap-profile.txt)
-  --small        the CI version: a fresh ~23k-packet capture, one run each, well under a minute
+  --small        the CI version: a fresh ~30k-packet capture, one run each, well under a minute
 EOF
 }
 while [[ $# -gt 0 ]]; do
@@ -166,6 +166,7 @@ SERVERS4=(10.77.1.1 10.77.1.2 10.77.1.3 10.77.1.4 10.77.1.5 10.77.1.6 10.77.1.7 
 SERVERS6=(fd77::1:1 fd77::1:2)
 STALLED=(10.77.1.9 10.77.1.10) # their ACKs and FINs are dropped STALL_ON s in every STALL_ON+STALL_OFF s
 BASE_PORT=8000 NPORTS=8
+RATE=2000 # connections a second: ~60k packets a second, which tcpdump keeps up with
 
 generate() { # generate OUT: the real capture (takes about a minute for 60,000 connections)
 	local out=$1 tmp=$1.tmp.$$ tlog=$OUTDIR/pcap-tcpdump.log t0 dev=eth0 i a
@@ -225,7 +226,7 @@ generate() { # generate OUT: the real capture (takes about a minute for 60,000 c
 	PIDS+=("$stall_pid")
 
 	t0=$SECONDS
-	ip netns exec "$NSC" "$GEN" client -c "$CONNS" -p "$BASE_PORT" -n "$NPORTS" -t 32 -s 1 \
+	ip netns exec "$NSC" "$GEN" client -c "$CONNS" -p "$BASE_PORT" -n "$NPORTS" -t 32 -r "$RATE" -s 1 \
 		"${SERVERS4[@]}" "${SERVERS6[@]}" >"$OUTDIR/pcapgen-client.log" 2>&1 ||
 		die "pcapgen client: $(tail -n 5 "$OUTDIR/pcapgen-client.log")"
 	local client_s=$((SECONDS - t0))
@@ -527,12 +528,12 @@ L.append("")
 L.append("Throughput: the bytes of the file the command reads (the compressed size for gzip) ÷ median wall time; 1 GB = 10⁹ bytes.")
 L.append("")
 a, b_, c = split["sm"]
-ga, gb, gc = split["sm_gz"]
-sa, sb, sc = split["sm_stdin"]
+g_hwm, g_anon, _ = split["sm_gz"]
+s_hwm, s_anon, _ = split["sm_stdin"]
 L.append(f"Memory of `sockmedic pcap F --json` (sampled every 2 ms from /proc/PID/status): peak RSS {mb(a)}, of which "
          f"anonymous (heap, stacks) {mb(b_)} and file-backed {mb(c)} (the mapped capture's pages, shared with the page "
-         f"cache, and the binary). From gzip: {mb(ga)} ({mb(gb)} anonymous: the whole capture is decompressed into memory); "
-         f"from stdin: {mb(sa)} ({mb(sb)} anonymous: the whole capture is read into memory).")
+         f"cache, and the binary). From gzip: {mb(g_hwm)} ({mb(g_anon)} anonymous: the whole capture is decompressed into memory); "
+         f"from stdin: {mb(s_hwm)} ({mb(s_anon)} anonymous: the whole capture is read into memory).")
 L.append("")
 sm_t, smj = med("sm"), med("sm_json")
 ok = lambda c: "met" if c else "**missed**"

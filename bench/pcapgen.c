@@ -3,13 +3,15 @@
  * connections with mixed sizes, closed by either side, some reset, some refused.
  *
  *   pcapgen server -p BASE_PORT -n PORTS [-t THREADS_PER_PORT]
- *   pcapgen client -c CONNECTIONS -p BASE_PORT -n PORTS [-t THREADS] [-s SEED] ADDR...
+ *   pcapgen client -c CONNECTIONS -p BASE_PORT -n PORTS [-t THREADS] [-r RATE] [-s SEED] ADDR...
  *
  * The server listens on [::]:BASE_PORT .. BASE_PORT+PORTS-1 (dual stack), with
  * THREADS_PER_PORT threads (default 4) each accepting and serving one connection at a
  * time, until killed.  BASE_PORT+PORTS is left closed: connections to it are refused.
  *
- * The client makes CONNECTIONS connections over THREADS threads (default 32), each to a
+ * The client makes CONNECTIONS connections over THREADS threads (default 32), at most
+ * RATE a second if given (so that tcpdump keeps up: unpaced, 2 cores make ~175k packets
+ * a second and tcpdump drops some), each to a
  * random ADDR (IPv4 or IPv6 literal, uniformly) and a random port, the lower ports more
  * often (weight 1/(i+1): a few hot endpoints, a tail of cold ones).  Each connection:
  *
@@ -40,6 +42,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define F_SERVER_CLOSE_FIRST 1u
@@ -223,6 +226,8 @@ static long total_conns;
 static long next_conn; /* shared counter, atomically incremented */
 static double *port_cdf;
 static uint64_t seed = 1;
+static double rate; /* connections a second; 0: as fast as possible */
+static struct timespec t_start;
 
 struct stats {
 	long ok, refused, reset, failed;
@@ -267,6 +272,17 @@ static void *client_thread(void *arg)
 		long n = __atomic_fetch_add(&next_conn, 1, __ATOMIC_RELAXED);
 		if (n >= total_conns)
 			break;
+		if (rate > 0) { /* connection n starts no earlier than n / rate seconds in */
+			double due = (double)n / rate;
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			double el = (double)(now.tv_sec - t_start.tv_sec) + (now.tv_nsec - t_start.tv_nsec) / 1e9;
+			if (due > el) {
+				double w = due - el;
+				struct timespec ts = {(time_t)w, (long)((w - (double)(time_t)w) * 1e9)};
+				nanosleep(&ts, NULL);
+			}
+		}
 		int ai = (int)(xorshift(&s) % (uint64_t)naddrs);
 		struct sockaddr_storage a = addrs[ai];
 		int refused = rnd_between(&s, 0, 99) < 1;
@@ -331,6 +347,7 @@ static int client(int threads)
 		acc += 1.0 / (i + 1) / sum;
 		port_cdf[i] = acc;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
 	pthread_t *th = calloc((size_t)threads, sizeof *th);
 	struct stats *st = calloc((size_t)threads, sizeof *st);
 	for (int t = 0; t < threads; t++)
@@ -355,7 +372,7 @@ static int client(int threads)
 static void usage(void)
 {
 	fprintf(stderr, "usage: pcapgen server -p BASE_PORT -n PORTS [-t THREADS_PER_PORT]\n"
-			"       pcapgen client -c CONNECTIONS -p BASE_PORT -n PORTS [-t THREADS] [-s SEED] ADDR...\n");
+			"       pcapgen client -c CONNECTIONS -p BASE_PORT -n PORTS [-t THREADS] [-r RATE] [-s SEED] ADDR...\n");
 	exit(2);
 }
 
@@ -368,12 +385,13 @@ int main(int argc, char **argv)
 		usage();
 	int threads = is_server ? 4 : 32, opt;
 	optind = 2;
-	while ((opt = getopt(argc, argv, "p:n:t:c:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:t:c:s:r:")) != -1) {
 		switch (opt) {
 		case 'p': base_port = atoi(optarg); break;
 		case 'n': nports = atoi(optarg); break;
 		case 't': threads = atoi(optarg); break;
 		case 'c': total_conns = atol(optarg); break;
+		case 'r': rate = atof(optarg); break;
 		case 's': seed = strtoull(optarg, NULL, 10) + 1; break;
 		default: usage();
 		}
