@@ -226,9 +226,12 @@ generate() { # generate OUT: the real capture (takes about a minute for 60,000 c
 	PIDS+=("$stall_pid")
 
 	t0=$SECONDS
+	# In the background, so that Ctrl-C or a TERM reaches the trap at once.
 	ip netns exec "$NSC" "$GEN" client -c "$CONNS" -p "$BASE_PORT" -n "$NPORTS" -t 32 -r "$RATE" -s 1 \
-		"${SERVERS4[@]}" "${SERVERS6[@]}" >"$OUTDIR/pcapgen-client.log" 2>&1 ||
-		die "pcapgen client: $(tail -n 5 "$OUTDIR/pcapgen-client.log")"
+		"${SERVERS4[@]}" "${SERVERS6[@]}" >"$OUTDIR/pcapgen-client.log" 2>&1 &
+	local client_pid=$!
+	PIDS+=("$client_pid")
+	wait "$client_pid" || die "pcapgen client: $(tail -n 5 "$OUTDIR/pcapgen-client.log")"
 	local client_s=$((SECONDS - t0))
 	kill -TERM "$stall_pid"; wait "$stall_pid" || true
 	log "client done in ${client_s}s: $(cat "$OUTDIR/pcapgen-client.log"); ${TAIL}s for the stalled closes to finish"
