@@ -7,7 +7,10 @@
 //! they are.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use rustc_hash::FxBuildHasher;
 use std::net::SocketAddr;
 
 use crate::decode::{flags, tcp_segment, TcpSegment};
@@ -229,7 +232,7 @@ impl Ord for Slow {
 /// Streams segments into the connection table.
 pub struct Analyzer {
     cfg: Config,
-    table: HashMap<Key, Conn>,
+    table: HashMap<Key, Conn, FxBuildHasher>,
     summary: Summary,
     /// Min-heap of the `top_n` slowest teardowns.
     slowest: BinaryHeap<Reverse<Slow>>,
@@ -243,7 +246,7 @@ impl Analyzer {
     pub fn new(cfg: Config) -> Self {
         Analyzer {
             cfg,
-            table: HashMap::new(),
+            table: HashMap::default(),
             summary: Summary::default(),
             slowest: BinaryHeap::new(),
             folded: 0,
@@ -285,23 +288,30 @@ impl Analyzer {
         };
         let to = 1 - from;
 
-        // A new SYN after a finished connection (or on one that was closing, with another
-        // initial sequence number) starts a new connection on the same 4-tuple.
-        if let Some(c) = self.table.get_mut(&key) {
-            let closing = c.dirs.iter().any(|d| d.fin_seq.is_some());
-            if syn && !ack && (c.finished_at.is_some() || (closing && c.syn_seq != Some(seg.seq))) {
-                let mut old = self.table.remove(&key).unwrap();
-                self.fold(&mut old);
-            }
-        }
-        if !self.table.contains_key(&key) && self.table.len() >= self.cfg.max_open {
+        // Past the cap, room is made before a new entry (the key is looked up twice only
+        // then).
+        if self.table.len() >= self.cfg.max_open && !self.table.contains_key(&key) {
             self.make_room();
         }
         let max_events = self.cfg.max_events;
-        let c = self
-            .table
-            .entry(key)
-            .or_insert_with(|| Conn::new(key.0, ts));
+        // One lookup per packet. A new SYN after a finished connection (or on one that was
+        // closing, with another initial sequence number) starts a new connection on the
+        // same 4-tuple; the old one is folded in below.
+        let mut replaced = None;
+        let c = match self.table.entry(key) {
+            Entry::Vacant(v) => v.insert(Conn::new(key.0, ts)),
+            Entry::Occupied(o) => {
+                let c = o.into_mut();
+                let closing = c.dirs.iter().any(|d| d.fin_seq.is_some());
+                if syn
+                    && !ack
+                    && (c.finished_at.is_some() || (closing && c.syn_seq != Some(seg.seq)))
+                {
+                    replaced = Some(std::mem::replace(c, Conn::new(key.0, ts)));
+                }
+                c
+            }
+        };
         c.last_ts = ts;
         let sum = &mut self.summary;
 
@@ -430,6 +440,9 @@ impl Analyzer {
         if c.finished_at.is_none() && (c.close_completed() || rst) {
             c.finished_at = Some(ts);
             self.lingering.push_back((ts, key));
+        }
+        if let Some(mut old) = replaced {
+            self.fold(&mut old);
         }
     }
 
