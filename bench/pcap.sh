@@ -535,8 +535,8 @@ g_hwm, g_anon, _ = split["sm_gz"]
 s_hwm, s_anon, _ = split["sm_stdin"]
 L.append(f"Memory of `sockmedic pcap F --json` (sampled every 2 ms from /proc/PID/status): peak RSS {mb(a)}, of which "
          f"anonymous (heap, stacks) {mb(b_)} and file-backed {mb(c)} (the mapped capture's pages, shared with the page "
-         f"cache, and the binary). From gzip: {mb(g_hwm)} ({mb(g_anon)} anonymous: the whole capture is decompressed into memory); "
-         f"from stdin: {mb(s_hwm)} ({mb(s_anon)} anonymous: the whole capture is read into memory).")
+         f"cache, and the binary). From gzip: {mb(g_hwm)} ({mb(g_anon)}, {mb(g_anon)} anonymous: streamed through a window, the rest is the connection table); "
+         f"from stdin: {mb(s_hwm)} ({mb(s_anon)} anonymous, streamed likewise).")
 L.append("")
 sm_t, smj = med("sm"), med("sm_json")
 ok = lambda c: "met" if c else "**missed**"
