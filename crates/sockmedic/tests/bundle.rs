@@ -188,32 +188,6 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
-    let (pid, v) = ns.start_support("incidents.py", args);
-    assert_eq!(v["ready"], true, "incidents.py {args:?}: {v}");
-    (pid, v)
-}
-
-/// Removes the scenarios' nftables table and kills the namespace's connections on
-/// drop (as tests/incidents.rs does), so orphans do not outlive the test.
-struct Unblock(String);
-
-impl Drop for Unblock {
-    fn drop(&mut self) {
-        for args in [
-            &["nft", "delete", "table", "inet", "smincident"][..],
-            &["ss", "-K", "-tn"][..],
-        ] {
-            let _ = Command::new("ip")
-                .args(["netns", "exec", &self.0])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 fn tcpext(ns: &TestNetns, name: &str) -> u64 {
     let text = ns.proc_net("netstat");
     let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
@@ -234,7 +208,7 @@ fn tcpext(ns: &TestNetns, name: &str) -> u64 {
 fn teardown(state: &str, port: &str, test: &str) {
     const N: u64 = 300;
     let mut ns = TestNetns::new(test);
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
     incident(
         &mut ns,
@@ -266,7 +240,7 @@ fn fin_wait_1_round_trips() {
 #[test]
 fn socket_leak_round_trips() {
     let mut ns = TestNetns::new("bun-socket-leak");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     let h = ns.start_holder(&[
         "--listen",
         "127.0.0.1:7710",
@@ -282,7 +256,7 @@ fn socket_leak_round_trips() {
 #[test]
 fn port_exhaustion_round_trips() {
     let mut ns = TestNetns::new("bun-ports");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.ip_local_port_range", "40000 40099");
     let h = ns.start_holder(&[
         "--listen",
@@ -299,7 +273,7 @@ fn port_exhaustion_round_trips() {
 #[test]
 fn fd_exhaustion_and_accept_overflow_round_trip() {
     let mut ns = TestNetns::new("bun-fd-accept");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     let (server, info) = incident(
         &mut ns,
         &[
@@ -329,7 +303,7 @@ fn fd_exhaustion_and_accept_overflow_round_trip() {
 #[test]
 fn syn_recv_round_trips() {
     let mut ns = TestNetns::new("bun-syn-recv");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_synack_retries", "10");
     incident(
         &mut ns,
@@ -350,7 +324,7 @@ fn syn_recv_round_trips() {
 #[test]
 fn time_wait_round_trips() {
     let mut ns = TestNetns::new("bun-timewait");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_max_tw_buckets", "32");
     incident(&mut ns, &["churn", "--port", "8105", "--every", "0.005"]);
     wait_until("TIME-WAIT at the bucket limit, overflowing", 20, || {
@@ -363,7 +337,7 @@ fn time_wait_round_trips() {
 fn close_wait_round_trips() {
     const N: u64 = 50;
     let mut ns = TestNetns::new("bun-close-wait");
-    let _unblock = Unblock(ns.name.clone());
+    let _unblock = Unblock::new(&ns);
     let server = ns.start_holder(&["--listen", "127.0.0.1:7610"]);
     let mut clients = ns.start_holder(&["--connect", &format!("127.0.0.1:7610:k:{N}")]);
     assert_eq!(clients.ask("close")["closed"].as_u64(), Some(N));

@@ -16,7 +16,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -155,27 +154,6 @@ fn assert_explained(f: &Value) {
     assert!(f["remedy"].is_array(), "remedy is not an array: {f}");
 }
 
-/// Polls `f` every 50 ms until it gives a value; panics after `secs` with `what`
-/// and the last observation.
-fn wait_for<T, O: std::fmt::Debug>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> (Option<T>, O),
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (v, seen) = f();
-        if let Some(v) = v {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last seen: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A TcpExt / Tcp counter of the namespace (`/proc/net/netstat`, `/proc/net/snmp`).
 fn counter(ns: &TestNetns, file: &str, section: &str, name: &str) -> u64 {
     let text = ns.proc_net(file);
@@ -212,58 +190,6 @@ fn rate(report: &Value, ns: &TestNetns, section: &str, name: &str) -> f64 {
                 rates["netns"][&id]
             )
         })
-}
-
-/// Starts a scenario of support/incidents.py; checks it settled.
-fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
-    let (pid, v) = ns.start_support("incidents.py", args);
-    assert_eq!(v["ready"], true, "incidents.py {args:?}: {v}");
-    assert_eq!(v["pid"].as_u64(), Some(pid as u64), "incidents.py pid");
-    assert_eq!(
-        v["netns_inode"].as_u64(),
-        Some(ns.inode()),
-        "incidents.py ran in the wrong namespace"
-    );
-    if !v["settled"].is_null() {
-        assert_eq!(
-            v["settled"], true,
-            "incidents.py {args:?} did not settle: {v}"
-        );
-    }
-    (pid, v)
-}
-
-/// Declared right after the namespace (so dropped just before it, even on a panic):
-/// deletes the scenarios' nftables table and destroys the namespace's TCP
-/// connections (`ss -K`, listeners left alone). Orphans whose packets are dropped
-/// would otherwise keep retransmitting, and hold the namespace alive, long after
-/// `ip netns del`.
-struct Unblock {
-    netns: String,
-}
-
-impl Unblock {
-    fn new(ns: &TestNetns) -> Unblock {
-        Unblock {
-            netns: ns.name.clone(),
-        }
-    }
-}
-
-impl Drop for Unblock {
-    fn drop(&mut self) {
-        for args in [
-            &["nft", "delete", "table", "inet", "smincident"][..],
-            &["ss", "-K", "-tn"][..],
-        ] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "exec", &self.netns])
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// Runs `f` (a sockmedic run) between two readings of `observe`.

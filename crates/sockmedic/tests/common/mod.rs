@@ -1753,3 +1753,76 @@ pub fn findings_summary(report: &Value) -> String {
     }
     s
 }
+
+// ---------------------------------------------------------------------------------
+// Shared by the incident reproductions (incidents.rs, bundle.rs, pcap_live.rs)
+// ---------------------------------------------------------------------------------
+
+/// Polls `f` every 50 ms until it gives a value; panics after `secs` with `what` and
+/// the last observation.
+pub fn wait_for<T, O: std::fmt::Debug>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> (Option<T>, O),
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (v, seen) = f();
+        if let Some(v) = v {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a scenario of support/incidents.py; checks it settled.
+pub fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
+    let (pid, v) = ns.start_support("incidents.py", args);
+    assert_eq!(v["ready"], true, "incidents.py {args:?}: {v}");
+    assert_eq!(v["pid"].as_u64(), Some(pid as u64), "incidents.py pid");
+    assert_eq!(
+        v["netns_inode"].as_u64(),
+        Some(ns.inode()),
+        "incidents.py ran in the wrong namespace"
+    );
+    if !v["settled"].is_null() {
+        assert_eq!(
+            v["settled"], true,
+            "incidents.py {args:?} did not settle: {v}"
+        );
+    }
+    (pid, v)
+}
+
+/// Declared right after the namespace (so dropped just before it, even on a panic):
+/// removes every nftables table of the namespace (the scenario's and the test's) and
+/// destroys its TCP connections (`ss -K`), so that no orphan keeps retransmitting into
+/// a drop, holding the namespace alive, after the test.
+pub struct Unblock {
+    netns: String,
+}
+
+impl Unblock {
+    pub fn new(ns: &TestNetns) -> Unblock {
+        Unblock {
+            netns: ns.name.clone(),
+        }
+    }
+}
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        for args in [&["nft", "flush", "ruleset"][..], &["ss", "-K", "-tn"][..]] {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &self.netns])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
