@@ -9,6 +9,7 @@ mod pcap_cmd;
 mod progress;
 mod render;
 mod sysctl_out;
+mod watch;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
