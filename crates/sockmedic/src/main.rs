@@ -9,6 +9,7 @@ mod pcap_cmd;
 mod progress;
 mod render;
 mod sysctl_out;
+mod top;
 mod watch;
 
 use anyhow::{bail, Context, Result};
@@ -70,6 +71,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             pcap_cmd::run(&common, &args)
         }
+        Command::Top(args) => top::run(&common, &args),
         Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: dump_mode(&args.procs),
