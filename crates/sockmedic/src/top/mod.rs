@@ -328,3 +328,6 @@ impl Drop for Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

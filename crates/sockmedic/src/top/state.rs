@@ -310,7 +310,7 @@ impl TopState {
         }
     }
 
-    /// `all namespaces (N)` or the chosen one's name (`gone` when it left).
+    /// `all N namespaces`, or `ns NAME` for the chosen one (`gone` when it left).
     pub fn netns_label(&self) -> String {
         let Some(r) = self.report() else {
             return "all namespaces".into();
@@ -321,8 +321,8 @@ impl TopState {
                 format!("all {n} namespace{}", if n == 1 { "" } else { "s" })
             }
             NsFilter::One(id) => match r.snapshot.netns.iter().find(|n| n.id == id) {
-                Some(ns) => format!("netns {}", ns.name()),
-                None => format!("netns {id} (gone)"),
+                Some(ns) => format!("ns {}", ns.name()),
+                None => format!("ns {id} (gone)"),
             },
         }
     }
@@ -451,10 +451,14 @@ impl TopState {
         let Some(r) = self.report() else {
             return Vec::new();
         };
-        let procs = r.snapshot.processes.iter().filter(|p| match self.view.netns {
-            NsFilter::All => true,
-            NsFilter::One(id) => p.netns == Some(id),
-        });
+        let procs = r
+            .snapshot
+            .processes
+            .iter()
+            .filter(|p| match self.view.netns {
+                NsFilter::All => true,
+                NsFilter::One(id) => p.netns == Some(id),
+            });
         let mut rows: Vec<ProcRow> = if self.view.group {
             let mut groups: BTreeMap<String, ProcRow> = BTreeMap::new();
             for p in procs {
@@ -801,7 +805,11 @@ impl TopState {
             NsFilter::All => 0,
             NsFilter::One(id) => ids.iter().position(|x| *x == id).map_or(0, |i| i + 1),
         };
-        let next = if forward { (at + 1) % n } else { (at + n - 1) % n };
+        let next = if forward {
+            (at + 1) % n
+        } else {
+            (at + n - 1) % n
+        };
         self.set_netns(if next == 0 {
             NsFilter::All
         } else {
@@ -875,10 +883,7 @@ impl TopState {
     /// The panes on screen at the current size, in Tab order.
     pub fn visible_panes(&self) -> Vec<Pane> {
         let l = super::view::plan(self.size.0, self.size.1);
-        Pane::ALL
-            .into_iter()
-            .filter(|p| l.shows(*p))
-            .collect()
+        Pane::ALL.into_iter().filter(|p| l.shows(*p)).collect()
     }
 
     fn move_focus(&mut self, forward: bool) {
@@ -987,7 +992,11 @@ pub fn next_sort(now: ProcSort, forward: bool) -> ProcSort {
     let all = ProcSort::value_variants();
     let i = all.iter().position(|s| *s == now).unwrap_or(0);
     let n = all.len();
-    all[if forward { (i + 1) % n } else { (i + n - 1) % n }]
+    all[if forward {
+        (i + 1) % n
+    } else {
+        (i + n - 1) % n
+    }]
 }
 
 /// The flag spelling of a sort key (`fd-use`).
@@ -1057,9 +1066,9 @@ pub fn pct(r: f64) -> String {
 /// `500ms`, `2s`, `1m`.
 pub fn duration_words(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms > 1000 {
         format!("{:.1}s", d.as_secs_f64())

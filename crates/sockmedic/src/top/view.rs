@@ -7,11 +7,12 @@
 //! key line always fits 80 columns.
 
 use super::state::{
-    compact, duration_words, pct, sort_name, EndpointRow, GaugeRow, Level, NsFilter, Overlay,
-    Pane, ProcRow, Side, StateRow, TopState, HISTORY,
+    compact, duration_words, pct, sort_name, EndpointRow, GaugeRow, Level, NsFilter, Overlay, Pane,
+    ProcRow, Side, StateRow, TopState, HISTORY,
 };
 use crate::cli::ProcSort;
-use crate::render::table::{num, Style as TextStyle};
+use crate::render::check::subject_words;
+use crate::render::table::num;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -280,7 +281,10 @@ fn header(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
         spans.push(Span::raw(" ".repeat(pad)));
         spans.push(Span::styled(text, style));
     }
-    frame.render_widget(Paragraph::new(fit_line(Line::from(spans), area.width)), area);
+    frame.render_widget(
+        Paragraph::new(fit_line(Line::from(spans), area.width)),
+        area,
+    );
 }
 
 /// The keys: every one fits 80 columns (two spaces between them from 84).
@@ -337,7 +341,13 @@ fn key_line(width: u16, look: Look) -> Line<'static> {
 
 /// A pane's block: a top rule with the title (reversed when focused), and a rule
 /// on the right for the left column.
-fn pane_block(title: String, focused: bool, right_rule: bool, look: Look) -> Block<'static> {
+fn pane_block(
+    title: String,
+    width: u16,
+    focused: bool,
+    right_rule: bool,
+    look: Look,
+) -> Block<'static> {
     let borders = if right_rule {
         Borders::TOP | Borders::RIGHT
     } else {
@@ -346,7 +356,10 @@ fn pane_block(title: String, focused: bool, right_rule: bool, look: Look) -> Blo
     Block::default()
         .borders(borders)
         .border_style(look.dim())
-        .title(Span::styled(format!(" {title} "), look.title(focused)))
+        .title(Span::styled(
+            format!(" {} ", fit(&title, width.saturating_sub(4))),
+            look.title(focused),
+        ))
 }
 
 fn gauges(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
@@ -366,15 +379,26 @@ fn gauges(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
     frame.render_widget(block, area);
     let rows = state.gauges();
     let rows = &rows[..rows.len().min(inner.height as usize)];
-    let figures_w = rows.iter().map(|g| g.figures.chars().count()).max().unwrap_or(0);
-    let note_w = rows.iter().map(|g| g.note.chars().count()).max().unwrap_or(0);
+    let figures_w = rows
+        .iter()
+        .map(|g| g.figures.chars().count())
+        .max()
+        .unwrap_or(0);
+    let note_w = rows
+        .iter()
+        .map(|g| g.note.chars().count())
+        .max()
+        .unwrap_or(0);
     let label_w = 10;
     let fixed = label_w + 1 + figures_w + 1 + 6 + 1;
     let w = inner.width as usize;
     let (bar_w, note_w) = if w >= fixed + 10 + 1 + note_w {
         ((w - fixed - 1 - note_w).min(50), note_w)
     } else {
-        (10.min(w.saturating_sub(fixed)), w.saturating_sub(fixed + 11))
+        (
+            10.min(w.saturating_sub(fixed)),
+            w.saturating_sub(fixed + 11),
+        )
     };
     let lines: Vec<Line> = rows
         .iter()
@@ -427,7 +451,7 @@ pub fn bar(ratio: Option<f64>, marks: &[f64], width: usize) -> (String, String) 
     let full = eighths / 8;
     let mut filled: String = "█".repeat(full);
     let mut cells = full;
-    if eighths % 8 > 0 && cells < width {
+    if !eighths.is_multiple_of(8) && cells < width {
         filled.push(PARTS[eighths % 8]);
         cells += 1;
     }
@@ -441,17 +465,24 @@ pub fn bar(ratio: Option<f64>, marks: &[f64], width: usize) -> (String, String) 
     (filled, empty)
 }
 
-/// A sparkline of `values` (0 at the bottom, the window's largest at the top).
+/// A sparkline of `values`: blank for 0, else 1 to 8 eighths between the window's
+/// low and high. The range is at least a tenth of the high, so that a large,
+/// steady count does not turn its noise into waves, and a count that comes and
+/// goes starts from 0.
 pub fn sparkline(values: &[u64]) -> String {
     const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let max = values.iter().copied().max().unwrap_or(0);
+    let hi = values.iter().copied().max().unwrap_or(0);
+    let lo = values.iter().copied().min().unwrap_or(0);
+    let range = (hi - lo).max(hi / 10).max(1);
+    let floor = hi.saturating_sub(range);
     values
         .iter()
         .map(|v| {
-            if max == 0 || *v == 0 {
+            if *v == 0 {
                 BARS[0]
             } else {
-                BARS[((*v as f64 / max as f64 * 8.0).ceil() as usize).clamp(1, 8)]
+                let up = v.saturating_sub(floor) as f64 / range as f64;
+                BARS[(1 + (up * 7.0).round() as usize).min(8)]
             }
         })
         .collect()
@@ -474,6 +505,7 @@ fn states(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look: 
     let right_rule = area.x == 0 && area.width < frame.area().width;
     let block = pane_block(
         format!("TCP states · {}", state.netns_label()),
+        area.width,
         focused,
         right_rule,
         look,
@@ -546,7 +578,11 @@ fn state_window(state: &TopState, width: usize) -> String {
 fn state_line(r: &StateRow, spark_w: usize, look: Look) -> Line<'static> {
     let rate = r.rate.map(rate_words).unwrap_or_else(|| "-".into());
     let hist = &r.history[r.history.len().saturating_sub(spark_w)..];
-    let count_style = if r.count == 0 { look.dim() } else { Style::new() };
+    let count_style = if r.count == 0 {
+        look.dim()
+    } else {
+        Style::new()
+    };
     let rate_style = match r.rate {
         Some(x) if x >= 0.05 => look.level(Level::Warn),
         Some(x) if x <= -0.05 => look.level(Level::Ok),
@@ -568,7 +604,13 @@ fn endpoints(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
         Side::Local => "local",
         Side::Remote => "remote",
     };
-    let block = pane_block(format!("Top {side} endpoints (e)"), focused, false, look);
+    let block = pane_block(
+        format!("Top {side} endpoints (e)"),
+        area.width,
+        focused,
+        false,
+        look,
+    );
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let rows = state.endpoint_rows();
@@ -696,7 +738,11 @@ fn proc_cols(group: bool) -> Vec<ProcCol> {
             prio: 5,
             sort: Some(ProcSort::CloseWait),
             cell: |r| {
-                let l = if r.close_wait > 0 { Level::Warn } else { Level::Dim };
+                let l = if r.close_wait > 0 {
+                    Level::Warn
+                } else {
+                    Level::Dim
+                };
                 (num(r.close_wait), l)
             },
         },
@@ -707,7 +753,11 @@ fn proc_cols(group: bool) -> Vec<ProcCol> {
             prio: 7,
             sort: Some(ProcSort::Unhashed),
             cell: |r| {
-                let l = if r.unhashed > 0 { Level::Warn } else { Level::Dim };
+                let l = if r.unhashed > 0 {
+                    Level::Warn
+                } else {
+                    Level::Dim
+                };
                 (num(r.unhashed), l)
             },
         },
@@ -769,7 +819,7 @@ fn processes(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
         "{what} by {} (s, g)",
         sort_name(state.view.sort).replace('-', " ")
     );
-    let block = pane_block(title, focused, right_rule, look);
+    let block = pane_block(title, area.width, focused, right_rule, look);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if !state.procs {
@@ -876,6 +926,7 @@ fn findings(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look
     };
     let block = pane_block(
         format!("Findings ({count}; enter: evidence and remedy)"),
+        area.width,
         focused,
         false,
         look,
@@ -950,8 +1001,14 @@ pub const HELP: [(&str, &str); 16] = [
     ("up, down, j, k", "move in the pane (PgUp, PgDn, Home, End)"),
     ("enter, i", "the selected finding: evidence and remedy"),
     ("?", "this help (any key closes it)"),
-    ("orphans", "×2 and ×4: the kernel's penalty (tcp_max_orphans)"),
-    ("| in a bar", "the penalty points (25%, 50%); tcp_mem pressure"),
+    (
+        "orphans",
+        "×2 and ×4: the kernel's penalty (tcp_max_orphans)",
+    ),
+    (
+        "| in a bar",
+        "the penalty points (25%, 50%); tcp_mem pressure",
+    ),
     ("/s", "change per second since the cycle before"),
     ("trend", "the counts of the last cycles (up to 120)"),
 ];
@@ -961,7 +1018,10 @@ fn help(frame: &mut Frame, area: Rect, look: Look) {
     frame.render_widget(Clear, box_area);
     let block = Block::bordered()
         .border_style(look.bold())
-        .title(Span::styled(" sockmedic top: keys ", look.bold()));
+        .title(Span::styled(
+            " sockmedic top: keys and legend ",
+            look.bold(),
+        ));
     let inner = block.inner(box_area);
     frame.render_widget(block, box_area);
     let key_w = HELP.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -1004,24 +1064,65 @@ fn detail(frame: &mut Frame, state: &TopState, area: Rect, scroll: u16, look: Lo
         frame.render_widget(Paragraph::new(Line::styled(msg, look.dim())), inner);
         return;
     };
-    let text = crate::render::check::finding(&r.snapshot, f, true, TextStyle { color: false });
+    let width = inner.width as usize;
     let mut lines: Vec<Line> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let indent = raw.len() - raw.trim_start().len();
-        let width = (inner.width as usize).saturating_sub(indent + 2).max(10);
-        for (i, part) in crate::render::wrap(raw.trim_start(), width)
-            .into_iter()
-            .enumerate()
-        {
-            let pad = if i == 0 { indent } else { indent + 2 };
-            let s = format!("{}{part}", " ".repeat(pad));
-            lines.push(if n == 0 {
-                Line::styled(s, look.severity(f.severity))
-            } else {
-                Line::raw(s)
-            });
+    for (i, part) in wrap_indented(&format!("{} {}", f.code, f.title), 0, width)
+        .into_iter()
+        .enumerate()
+    {
+        let style = if i == 0 {
+            look.severity(f.severity)
+        } else {
+            look.bold()
+        };
+        lines.push(Line::styled(part, style));
+    }
+    let para = |head: &str, text: &str, lines: &mut Vec<Line>| {
+        for part in wrap_indented(&format!("{head}{text}"), 2, width) {
+            lines.push(Line::raw(part));
+        }
+    };
+    let sev = match f.severity {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    };
+    para("severity: ", sev, &mut lines);
+    let subject = subject_words(&f.subject);
+    if !subject.is_empty() {
+        para("subject: ", &subject, &mut lines);
+    }
+    if !f.evidence.is_empty() {
+        lines.push(Line::styled("evidence:", look.bold()));
+        for e in &f.evidence {
+            para("- ", e, &mut lines);
         }
     }
+    if !f.explanation.is_empty() {
+        lines.push(Line::styled("why:", look.bold()));
+        para("", &f.explanation, &mut lines);
+    }
+    if !f.remedy.is_empty() {
+        lines.push(Line::styled("remedy:", look.bold()));
+        for rem in &f.remedy {
+            para("- ", &rem.action, &mut lines);
+            for (name, value) in &rem.sysctl {
+                let cmd = crate::sysctl_out::command(&r.snapshot, f, name, value);
+                for part in wrap_indented(&cmd, 4, width) {
+                    lines.push(Line::styled(part, look.bold()));
+                }
+            }
+            if let Some(c) = &rem.caveat {
+                for part in wrap_indented(&format!("caveat: {c}"), 4, width) {
+                    lines.push(Line::raw(part));
+                }
+            }
+        }
+    }
+    lines.push(Line::styled(
+        format!("more: sockmedic explain {}", f.code),
+        look.dim(),
+    ));
     let max = lines.len().saturating_sub(inner.height as usize) as u16;
     frame.render_widget(Paragraph::new(lines).scroll((scroll.min(max), 0)), inner);
 }
@@ -1052,6 +1153,19 @@ fn row_line(cells: &[(String, Style)], cols: &[(usize, Align)]) -> Line<'static>
         spans.push(Span::styled(padded, *style));
     }
     Line::from(spans)
+}
+
+/// `text` wrapped to `width`, each line indented by `indent` (continuations by 2 more).
+fn wrap_indented(text: &str, indent: usize, width: usize) -> Vec<String> {
+    let w = width.saturating_sub(indent + 2).max(10);
+    crate::render::wrap(text, w)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let pad = if i == 0 { indent } else { indent + 2 };
+            format!("{}{l}", " ".repeat(pad))
+        })
+        .collect()
 }
 
 /// A count in at most 5 characters: `65536`, `524k`, `1.0M`.
