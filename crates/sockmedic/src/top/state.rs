@@ -578,7 +578,8 @@ impl TopState {
             level: level(ratio_o, t("orphans.warning"), t("orphans.critical")),
         });
 
-        // TIME-WAIT against tcp_max_tw_buckets, per namespace: the nearest its limit.
+        // TIME-WAIT buckets (sockstat tw: TIME-WAIT and FIN-WAIT-2 minisockets)
+        // against tcp_max_tw_buckets, per namespace: the one nearest its limit.
         let tw = self
             .shown_netns()
             .into_iter()
@@ -598,7 +599,7 @@ impl TopState {
         };
         let ratio_tw = ratio(value, limit);
         out.push(GaugeRow {
-            label: "TIME-WAIT",
+            label: "tw buckets",
             value,
             limit,
             ratio: ratio_tw,

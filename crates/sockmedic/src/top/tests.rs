@@ -270,7 +270,7 @@ fn an_80x24_screen_has_every_pane_and_the_whole_key_line() {
         orphans.contains("×2 145%") && orphans.contains("×4 290%"),
         "{orphans}"
     );
-    let tw = line_starting(&text, "TIME-WAIT");
+    let tw = line_starting(&text, "tw buckets");
     assert!(tw.contains("4,823 / 5,226") && tw.contains("92.3%"), "{tw}");
     let mem = line_starting(&text, "TCP memory");
     assert!(mem.contains("200,000 / 180,000 pg"), "{mem}");

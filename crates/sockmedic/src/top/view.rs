@@ -364,8 +364,8 @@ fn pane_block(
 
 fn gauges(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
     let scope = match state.view.netns {
-        NsFilter::All => "TIME-WAIT and conntrack: the namespace nearest its limit",
-        NsFilter::One(_) => "TIME-WAIT and conntrack: this namespace",
+        NsFilter::All => "tw buckets and conntrack: the namespace nearest its limit",
+        NsFilter::One(_) => "tw buckets and conntrack: this namespace",
     };
     let title = format!("Host-wide limits ({scope})");
     let block = Block::default()
@@ -389,7 +389,7 @@ fn gauges(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
         .map(|g| g.note.chars().count())
         .max()
         .unwrap_or(0);
-    let label_w = 10;
+    let label_w = rows.iter().map(|g| g.label.len()).max().unwrap_or(0);
     let fixed = label_w + 1 + figures_w + 1 + 6 + 1;
     let w = inner.width as usize;
     let (bar_w, note_w) = if w >= fixed + 10 + 1 + note_w {
@@ -988,7 +988,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 /// Every key, with what it does.
-pub const HELP: [(&str, &str); 16] = [
+pub const HELP: [(&str, &str); 17] = [
     ("q, Esc, Ctrl-C", "quit (the terminal is restored)"),
     ("p, space", "pause / resume the screen (collection goes on)"),
     ("s, S", "next / previous process sort key"),
@@ -1008,6 +1008,10 @@ pub const HELP: [(&str, &str); 16] = [
     (
         "| in a bar",
         "the penalty points (25%, 50%); tcp_mem pressure",
+    ),
+    (
+        "tw buckets",
+        "TIME-WAIT + FIN-WAIT-2 minisockets vs tcp_max_tw_buckets",
     ),
     ("/s", "change per second since the cycle before"),
     ("trend", "the counts of the last cycles (up to 120)"),
