@@ -804,6 +804,14 @@ fn live_in_a_terminal_keys_change_the_view_and_q_restores_it() {
     pty.send("x");
     pty.wait_screen("help closed", 10, |s| !s.contains("keys and legend"));
 
+    // +: the next interval (2 s); collection restarts at it and goes on.
+    pty.send("+");
+    let s = pty.wait_screen("every 2s", 10, |s| {
+        s.lines().next().is_some_and(|l| l.contains("every 2s"))
+    });
+    let at = cycle_of(&s);
+    pty.wait_screen("cycles at the new interval", 60, |s| cycle_of(s) >= at + 2);
+
     // q: exit 0, the terminal as it was.
     pty.send("q");
     let status = pty.wait_exit(20);
