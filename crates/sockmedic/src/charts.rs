@@ -126,7 +126,9 @@ pub fn draw(chart: &Chart) -> Result<Drawn> {
     let peak = shown.iter().filter_map(|s| s.peak()).fold(0.0f64, f64::max);
     let y_max = match chart.unit {
         Unit::Percent => (peak * 1.15).clamp(1.0, 100.0),
-        _ => (peak * 1.15).max(1.0),
+        // Whole numbers on the axis even when the values are small.
+        Unit::Count => (peak * 1.15).max(5.0),
+        Unit::PerSecond => (peak * 1.15).max(1.0),
     };
     let (x0, mut x1) = chart.x;
     if x1 <= x0 {

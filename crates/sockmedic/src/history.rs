@@ -1198,6 +1198,50 @@ mod tests {
             .query_row("SELECT count(*) FROM netns_sample", [], |r| r.get(0))
             .unwrap();
         assert_eq!(s, 5);
+
+        // Over the size cap: the oldest cycles go until the file is at 80% of it.
+        for i in 10..400 {
+            let r = report(vec![], &[]);
+            w.write(&CycleIn {
+                ts_ms: 1_000_000 + i * 1000,
+                duration_ms: 1.0,
+                report: &r,
+                procs_scanned: false,
+                top: 10,
+            })
+            .unwrap();
+        }
+        let before = w.used_bytes().unwrap();
+        let n_before: i64 = w
+            .connection()
+            .query_row("SELECT count(*) FROM cycle", [], |r| r.get(0))
+            .unwrap();
+        let p = w.prune(1_400_000, i64::MAX / 2, before / 2).unwrap();
+        assert_eq!(p.expired, 0);
+        assert!(p.for_size > 0);
+        let after = w.used_bytes().unwrap();
+        let (n_after, max_ts): (i64, i64) = w
+            .connection()
+            .query_row("SELECT count(*), max(ts_ms) FROM cycle", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(n_after, n_before - p.for_size as i64);
+        assert_eq!(max_ts, 1_399_000, "the newest cycles stay");
+        assert!(after < before, "{after} bytes after, {before} before");
+        let page_size: u64 = w
+            .connection()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        let pages: u64 = w
+            .connection()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            pages * page_size <= before,
+            "the file shrank: {} bytes of pages",
+            pages * page_size
+        );
         w.finish().unwrap();
 
         let bad = path.with_file_name("bad.db");

@@ -85,9 +85,9 @@ pub fn run(common: &Common, args: &RecordArgs) -> Result<ExitCode> {
     )?;
     eprintln!(
         "sockmedic record: every {} into {} (retention {}, max size {}; processes {}); SIGINT or SIGTERM stops",
-        humantime::format_duration(args.interval),
+        duration_words(args.interval),
         args.db.display(),
-        humantime::format_duration(args.retention),
+        duration_words(args.retention),
         size_words(args.max_size),
         if args.no_procs {
             "not scanned".to_string()
@@ -189,7 +189,7 @@ impl Recorder<'_> {
         let began = Instant::now();
         self.began_at = Some(began);
         let started = SystemTime::now();
-        let due = self.n % u64::from(self.args.procs_every) == 0;
+        let due = self.n.is_multiple_of(u64::from(self.args.procs_every));
         self.n += 1;
         let scan = due && !self.args.no_procs;
         let opts = if scan { &self.scan } else { &self.light };
@@ -299,6 +299,22 @@ impl ErrorLog {
             }
         }
     }
+}
+
+/// `7d`, `12h`, `30m`, `1s`, `200ms`.
+fn duration_words(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms.is_multiple_of(n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 /// `1.5 MiB`.
