@@ -138,10 +138,11 @@ done
 
 netns=$(ip netns list 2>/dev/null | wc -l)
 procs=$(ls -d /proc/[0-9]* | wc -l)
+alloc=$(awk '/^TCP:/ { for (i = 2; i < NF; i++) if ($i == "alloc") print $(i + 1) }' /proc/net/sockstat)
 {
 	echo "## sockmedic record: CPU and history growth ($(date -u +%Y-%m-%dT%H:%MZ))"
 	echo
-	echo "Machine: $(nproc) cores, $(uname -r), $procs processes, $((netns + 1)) network namespaces (host + $netns named, $EXTRA_NETNS of them made by this run), load average $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo "Machine: $(nproc) cores, $(uname -r), $procs processes, $((netns + 1)) network namespaces (host + $netns named, $EXTRA_NETNS of them made by this run), $alloc TCP sockets allocated (sockstat alloc, all namespaces), load average $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo "Each recorder ran ${SECONDS_RUN} s; CPU and growth measured from ${WARMUP} s on (start-up left out)."
 	echo
 	echo "| interval | --procs-every | measured | cycles | CPU time | CPU (% of one core) | CPU per cycle | bytes per cycle | per hour | per day | peak RSS |"

@@ -696,7 +696,7 @@ impl Writer {
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut opened = 0;
         for f in &c.report.findings {
-            let key = (f.code.clone(), subject_key(&f.subject));
+            let key = self.resolve((f.code.clone(), subject_key(&f.subject)))?;
             let subject = serde_json::to_string(&f.subject)?;
             let count = int(f.subject.count);
             match self.open.get_mut(&key) {
@@ -775,6 +775,36 @@ impl Writer {
             }
         }
         Ok((opened, ended.len()))
+    }
+
+    /// The open episode a finding continues. Its place (namespace, state,
+    /// endpoints) must be the same; its process may only be named on one side: a
+    /// process seen between two process scans is named from the next scan on, and
+    /// the episode goes on under the more precise subject.
+    fn resolve(&mut self, key: (String, String)) -> Result<(String, String)> {
+        if self.open.contains_key(&key) {
+            return Ok(key);
+        }
+        let (place, process) = split_key(&key.1);
+        let found = self.open.keys().find(|(code, k)| {
+            let (p, q) = split_key(k);
+            *code == key.0 && p == place && (q.is_empty() || process.is_empty())
+        });
+        let Some(old) = found.cloned() else {
+            return Ok(key);
+        };
+        if split_key(&old.1).1.is_empty() {
+            // The process is known now: the episode takes the new key.
+            if let Some(ep) = self.open.remove(&old) {
+                self.conn
+                    .prepare_cached("UPDATE finding SET subject_key = ?2 WHERE id = ?1")?
+                    .execute(params![ep.id, key.1])?;
+                self.open.insert(key.clone(), ep);
+            }
+            Ok(key)
+        } else {
+            Ok(old)
+        }
     }
 
     /// Keeps the findings of the worst cycle of the current minute.
@@ -932,8 +962,10 @@ impl Writer {
         Ok(((pages - free).max(0) as u64) * page_size as u64 + wal)
     }
 
-    /// Marks the run stopped and checkpoints the WAL into the file.
-    pub fn finish(self) -> Result<()> {
+    /// Marks the run stopped and checkpoints the WAL into the file; returns the
+    /// file's size then.
+    pub fn finish(self) -> Result<u64> {
+        let path = self.conn.path().map(std::path::PathBuf::from);
         self.conn.execute(
             "UPDATE run SET stopped_ms = ?2 WHERE id = ?1",
             params![self.run_id, now_ms()],
@@ -941,7 +973,9 @@ impl Writer {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         self.conn.close().map_err(|(_, e)| e)?;
-        Ok(())
+        Ok(path
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len()))
     }
 }
 
@@ -978,6 +1012,19 @@ pub fn subject_key(s: &Subject) -> String {
         f(&s.container),
         f(&s.pod)
     )
+}
+
+/// A subject key's place (`netns..remote`) and process part (`pid..pod`, empty
+/// when no process is named).
+fn split_key(k: &str) -> (&str, &str) {
+    match k.find("|pid=") {
+        Some(i) => {
+            let proc = &k[i..];
+            let empty = proc == "|pid=|process=|container=|pod=";
+            (&k[..i], if empty { "" } else { proc })
+        }
+        None => (k, ""),
+    }
 }
 
 pub fn severity_name(s: Severity) -> &'static str {
@@ -1140,6 +1187,50 @@ mod tests {
             })
             .unwrap();
         assert_eq!(open, 0, "a new run closes the episodes of the last");
+    }
+
+    /// A process named from the next scan on continues the episode; two processes
+    /// at one place are two episodes.
+    #[test]
+    fn a_process_named_later_continues_the_episode() {
+        let path = tmp("process-later");
+        let mut w = Writer::start(&path, &info()).unwrap();
+        let at = |pid: Option<u32>| {
+            let mut f = finding("teardown-stall", "demo", Severity::Warning, 5);
+            f.subject.local = Some("127.0.0.1:80".into());
+            f.subject.pid = pid;
+            f.subject.process = pid.map(|_| "nginx".to_string());
+            f
+        };
+        let seq = [
+            vec![at(None)],
+            vec![at(Some(7))],
+            vec![at(None)],
+            vec![at(Some(7)), at(Some(8))],
+        ];
+        for (i, f) in seq.into_iter().enumerate() {
+            let r = report(f, &[]);
+            w.write(&CycleIn {
+                ts_ms: 1_000_000 + i as i64 * 1000,
+                duration_ms: 1.0,
+                report: &r,
+                procs_scanned: false,
+                top: 10,
+            })
+            .unwrap();
+        }
+        let rows: Vec<(i64, String)> = w
+            .connection()
+            .prepare("SELECT cycles, subject_key FROM finding ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].0, 4);
+        assert!(rows[0].1.contains("pid=7|process=nginx"), "{rows:?}");
+        assert!(rows[1].1.contains("pid=8"), "{rows:?}");
     }
 
     /// The worst cycle of a minute keeps its findings; a lesser one does not replace it.

@@ -145,10 +145,9 @@ pub fn run(common: &Common, args: &RecordArgs) -> Result<ExitCode> {
         }
         stop.sleep_until(rec.began_at.unwrap_or_else(Instant::now) + args.interval);
     }
-    let size = writer.used_bytes().unwrap_or(0);
-    writer.finish()?;
+    let size = writer.finish()?;
     eprintln!(
-        "sockmedic record: stopped after {cycles} cycles; {} holds {}",
+        "sockmedic record: stopped after {cycles} cycles; {} is {}",
         args.db.display(),
         size_words(size)
     );
