@@ -33,6 +33,8 @@ pub const SCHEMA: &str = "sockmedic.history/v1";
 pub const SCHEMA_VERSION: i64 = 1;
 /// Where `record` writes and `report` reads when `--db` is not given.
 pub const DEFAULT_DB: &str = "/var/lib/sockmedic/history.db";
+/// Names (`netns`, `process`) no sample uses are deleted at most this often.
+const NAMES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The worst cycle of each window this long keeps its full findings (`moment`).
 pub const MOMENT_WINDOW_MS: i64 = 60_000;
 
@@ -411,6 +413,8 @@ pub struct Writer {
     open: HashMap<(String, String), OpenEpisode>,
     /// The current moment window and the score of the cycle kept for it.
     moment: Option<(i64, Score)>,
+    /// When unused names were last deleted.
+    names_forgotten: Option<std::time::Instant>,
 }
 
 /// How a run is described in `run`.
@@ -452,6 +456,7 @@ impl Writer {
             process_ids: HashMap::new(),
             open: HashMap::new(),
             moment: None,
+            names_forgotten: None,
         })
     }
 
@@ -908,6 +913,7 @@ impl Writer {
             }
         }
         if pruned.expired + pruned.for_size > 0 {
+            self.forget_names()?;
             // Give the free pages back, and start the WAL afresh.
             self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
             self.conn
@@ -932,7 +938,22 @@ impl Writer {
             "DELETE FROM run WHERE id < coalesce((SELECT run_id FROM cycle ORDER BY id LIMIT 1), ?1)",
             [self.run_id],
         )?;
-        // Names no sample refers to any more.
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Deletes the namespaces and processes no sample refers to any more. It reads
+    /// every sample (0.4 s for a week of three namespaces at 1 s), so it runs at
+    /// most once an hour.
+    fn forget_names(&mut self) -> Result<()> {
+        if self
+            .names_forgotten
+            .is_some_and(|t| t.elapsed() < NAMES_EVERY)
+        {
+            return Ok(());
+        }
+        self.names_forgotten = Some(std::time::Instant::now());
+        let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "DELETE FROM netns WHERE id NOT IN (SELECT DISTINCT netns_id FROM netns_sample)",
             [],
@@ -944,7 +965,7 @@ impl Writer {
         tx.commit()?;
         self.netns_ids.clear();
         self.process_ids.clear();
-        Ok(n)
+        Ok(())
     }
 
     /// Bytes the database takes: its pages in use, plus the WAL.
