@@ -103,17 +103,30 @@ print((q("page_count") - q("freelist_count")) * q("page_size"))
 PY
 }
 
-ROWS=()
+tcp_alloc() { awk '/^TCP:/ { for (i = 2; i < NF; i++) if ($i == "alloc") print $(i + 1) }' /proc/net/sockstat; }
+netns_count() { ip netns list 2>/dev/null | wc -l; }
+
+ROWS=() CONDITIONS=()
 for pe in $PROCS_EVERY; do
 	db=$TMP/pe$pe.db
 	log "sockmedic record --interval $INTERVAL --procs-every $pe for ${SECONDS_RUN}s"
 	"$SM" record --db "$db" --interval "$INTERVAL" --procs-every "$pe" 2>"$TMP/pe$pe.err" &
 	PID=$!
+	# The clock starts once the file exists (the first cycle, with its process scan,
+	# is done) and the warm-up has passed.
+	for ((w = 0; w < 600; w++)); do
+		kill -0 "$PID" 2>/dev/null || { cat "$TMP/pe$pe.err" >&2; die "record exited early"; }
+		[[ -f $db ]] && break
+		sleep 0.1
+	done
+	[[ -f $db ]] || die "record wrote no file in 60 s"
 	sleep "$WARMUP"
 	kill -0 "$PID" 2>/dev/null || { cat "$TMP/pe$pe.err" >&2; die "record exited early"; }
-	c0=$(cpu_ticks "$PID") t0=$(now) s0=$(db_bytes "$db")
+	c0=$(cpu_ticks "$PID") t0=$(now) s0=$(db_bytes "$db") a0=$(tcp_alloc) n0=$(netns_count)
 	sleep $((SECONDS_RUN - WARMUP))
-	c1=$(cpu_ticks "$PID") t1=$(now) s1=$(db_bytes "$db")
+	c1=$(cpu_ticks "$PID") t1=$(now) s1=$(db_bytes "$db") a1=$(tcp_alloc) n1=$(netns_count)
+	log "TCP sockets allocated host-wide: $a0 at the start, $a1 at the end; named network namespaces: $n0, then $n1"
+	CONDITIONS+=("--procs-every $pe: TCP sockets allocated (sockstat alloc, every namespace) $a0 at the start and $a1 at the end of the measurement; $n0 then $n1 named network namespaces.")
 	rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$PID/status")
 	kill -TERM "$PID"
 	set +e; wait "$PID"; rc=$?; set -e
@@ -138,7 +151,7 @@ done
 
 netns=$(ip netns list 2>/dev/null | wc -l)
 procs=$(ls -d /proc/[0-9]* | wc -l)
-alloc=$(awk '/^TCP:/ { for (i = 2; i < NF; i++) if ($i == "alloc") print $(i + 1) }' /proc/net/sockstat)
+alloc=$(tcp_alloc)
 {
 	echo "## sockmedic record: CPU and history growth ($(date -u +%Y-%m-%dT%H:%MZ))"
 	echo
@@ -148,5 +161,7 @@ alloc=$(awk '/^TCP:/ { for (i = 2; i < NF; i++) if ($i == "alloc") print $(i + 1
 	echo "| interval | --procs-every | measured | cycles | CPU time | CPU (% of one core) | CPU per cycle | bytes per cycle | per hour | per day | peak RSS |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${ROWS[@]}"
+	echo
+	printf -- '- %s\n' "${CONDITIONS[@]}"
 } | tee "$OUT"
 log "wrote $OUT"
