@@ -106,6 +106,89 @@ pub enum Command {
     /// remedy. Keys are listed on screen (`?` for all). Needs a terminal; `--once`
     /// prints one frame as text instead. Exit 0 on `q`, 3 when it cannot run.
     Top(TopArgs),
+    /// Keep a history: collect and diagnose every --interval, writing the figures
+    /// (host-wide, per namespace, top processes) and the findings (first seen, last
+    /// seen, cycles) into an embedded SQLite file. Safe to kill at any moment (WAL,
+    /// one transaction per cycle); old rows go after --retention or when the file
+    /// passes --max-size. Silent on stdout unless -v; SIGINT/SIGTERM stop it (exit 0).
+    Record(RecordArgs),
+    /// Render a history written by `record` as one self-contained HTML file: charts
+    /// over time of the key figures against their limits, the findings' timeline,
+    /// and the worst moment's findings with their evidence and remedies. Prints a
+    /// summary line (with --json, a JSON summary). Exit 3 when the file is missing
+    /// or not a history.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Time between collections (`1s`, `500ms`, `2m`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// The history file (created with its directory when missing).
+    #[arg(long, value_name = "FILE", default_value = crate::history::DEFAULT_DB)]
+    pub db: std::path::PathBuf,
+    /// Rows older than this are deleted (`7d`, `12h`, `30m`).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub retention: std::time::Duration,
+    /// The oldest rows are deleted while the file (and its WAL) is larger than this
+    /// (K, M, G suffixes: 1024-based; at least 1M).
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size)]
+    pub max_size: u64,
+    /// Scan processes (fds, limits, sockets per process, pods) every Nth cycle; the
+    /// cycles between reuse the last scan. 1 scans every cycle.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub procs_every: u32,
+    /// Never scan processes (no per-process rows; the process checks are skipped).
+    #[arg(long)]
+    pub no_procs: bool,
+    /// Do not read the kernel log (/dev/kmsg); it is read on the process-scanning
+    /// cycles otherwise.
+    #[arg(long)]
+    pub no_kernel_log: bool,
+    /// One line per cycle on stdout (with --json: one JSON object per line).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table, as for `check`. Default:
+    /// /etc/sockmedic/config.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The history file written by `record`.
+    #[arg(long, value_name = "FILE", default_value = crate::history::DEFAULT_DB)]
+    pub db: std::path::PathBuf,
+    /// Start of the period: RFC 3339 (`2026-11-22T09:00:00Z`) or a time ago (`1h`,
+    /// `30m`, `2d`). Default: the first cycle in the file.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// End of the period, as --since. Default: the last cycle.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Where to write the HTML (`-` for standard output; the summary then goes to
+    /// standard error).
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        default_value = "sockmedic-report.html"
+    )]
+    pub output: std::path::PathBuf,
+}
+
+/// `1s`, `250ms`, `7d`, or a bare number of seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{s:?}: not a duration (e.g. 1s, 500ms, 7d)"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{s:?}: {e} (e.g. 1s, 500ms, 7d)"))
 }
 
 #[derive(Args, Debug)]
@@ -135,16 +218,6 @@ pub struct TopArgs {
     /// The size of the frame `--once` prints, COLSxROWS.
     #[arg(long, value_name = "COLSxROWS", default_value = "80x24", value_parser = parse_screen, requires = "once")]
     pub size: (u16, u16),
-}
-
-/// `2s`, `500ms`, `1m`, or a bare number of seconds (`2`, `0.5`).
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("{s:?}: not a duration (e.g. 2s, 500ms)"));
-    }
-    humantime::parse_duration(t).map_err(|e| format!("{s:?}: {e} (e.g. 2s, 500ms)"))
 }
 
 /// `80x24`: columns and rows, at least 40x10 and at most 1000x1000.

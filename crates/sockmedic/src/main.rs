@@ -1,13 +1,17 @@
 //! sockmedic: finds, explains and fixes TCP socket exhaustion.
 
+mod charts;
 mod check;
 mod cli;
 mod collect_cmd;
 mod config;
+mod history;
 mod kernel_log;
 mod pcap_cmd;
 mod progress;
+mod record_cmd;
 mod render;
+mod report_cmd;
 mod sysctl_out;
 mod top;
 mod watch;
@@ -72,6 +76,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pcap_cmd::run(&common, &args)
         }
         Command::Top(args) => top::run(&common, &args),
+        Command::Record(args) => {
+            refuse(
+                common.from.is_some(),
+                "--from",
+                "record (it reads this host)",
+            )?;
+            record_cmd::run(&common, &args)
+        }
+        Command::Report(args) => {
+            refuse(common.from.is_some(), "--from", "report (it reads --db)")?;
+            report_cmd::run(&common, &args)
+        }
         Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: dump_mode(&args.procs),
