@@ -99,6 +99,12 @@ pub enum Command {
     /// whose closes stall, and findings (`teardown-stall`, `syn-unanswered`,
     /// `reset-storm`). Exit codes as `check`'s; 3 when the file cannot be read.
     Pcap(PcapArgs),
+    /// Prometheus exporter and JSON API: collects on its own schedule (every
+    /// --interval, never because of a request) and serves the latest collection:
+    /// `/metrics` (Prometheus text format), `/api/report` (the JSON report),
+    /// `/healthz` (200 while collections are fresh, 503 with the reason otherwise)
+    /// and `/`. Stops cleanly on SIGTERM or SIGINT (exit 0).
+    Serve(ServeArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -286,6 +292,51 @@ pub struct CollectArgs {
     /// host where sockmedic cannot be installed.
     #[arg(long)]
     pub script: bool,
+}
+
+/// Where `serve` listens when `--listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9917";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on: `HOST:PORT` (port 0 picks a free port; the address
+    /// bound is printed on stderr). Anything but loopback exposes the process and pod
+    /// names of the report to whoever can reach it.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Time between the starts of two collections (`15s`, `1m`, `500ms`; a bare
+    /// number is seconds). A collection that takes longer is followed by the next
+    /// at once.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    #[command(flatten)]
+    pub procs: NoProcs,
+    /// Do not read the kernel log (/dev/kmsg) each collection: no `kernel-log` check,
+    /// no `sockmedic_kernel_log_messages`.
+    #[arg(long)]
+    pub no_kernel_log: bool,
+    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table of NAME = number, as for `check`.
+    /// Default: /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// `15s`, `1m30s`, `500ms`, or a bare number of seconds: at least 100 ms, at most a day.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let d = match t.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => std::time::Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("{s:?}: not a duration (e.g. 15s)")),
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|e| format!("{s:?}: not a duration (e.g. 15s, 1m, 500ms): {e}"))?,
+    };
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("{s:?}: expected between 100ms and 24h"));
+    }
+    Ok(d)
 }
 
 /// `256M`, `1G`, `4096`: a size in bytes.

@@ -8,6 +8,7 @@ mod kernel_log;
 mod pcap_cmd;
 mod progress;
 mod render;
+mod serve;
 mod sysctl_out;
 mod watch;
 
@@ -69,6 +70,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "pcap (a capture has no namespaces: use --filter)",
             )?;
             pcap_cmd::run(&common, &args)
+        }
+        Command::Serve(args) => {
+            refuse(
+                common.from.is_some(),
+                "--from",
+                "serve (it watches this host)",
+            )?;
+            refuse(
+                common.json,
+                "--json",
+                "serve (/api/report is the JSON report)",
+            )?;
+            serve::run(&common, &args)
         }
         Command::Stat(args) => {
             let opts = CollectOptions {

@@ -44,6 +44,8 @@ pub struct WatchStats {
     pub errors: AtomicU64,
     /// The last failure, for `/healthz` and the status line.
     pub last_error: Mutex<Option<String>>,
+    /// Failures since the last cycle that succeeded (0 while collection works).
+    pub consecutive_errors: AtomicU64,
 }
 
 #[derive(Default)]
@@ -168,9 +170,14 @@ fn run(cfg: WatchConfig, shared: &Shared) {
                 prev = Some(snap);
                 *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(cycle);
                 shared.stats.cycles.fetch_add(1, Ordering::Relaxed);
+                shared.stats.consecutive_errors.store(0, Ordering::Relaxed);
             }
             Err(e) => {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .stats
+                    .consecutive_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 *shared
                     .stats
                     .last_error
