@@ -210,10 +210,10 @@ pub const METRICS: &[Metric] = &[
     m("sockmedic_finding", Gauge, Own, &["code", "severity", "subject"],
       "1 for each finding of the last diagnosis (at most 100, most severe first); subject as `check` prints it, without the count.",
       "the diagnosis (`sockmedic check`)"),
-    m("sockmedic_finding_subject_count", Gauge, Own, &["code", "severity", "subject"],
+    m("sockmedic_finding_value", Gauge, Own, &["code", "severity", "subject"],
       "The count a finding is about (its subject.count).",
       "finding subject.count"),
-    m("sockmedic_finding_subject_limit", Gauge, Own, &["code", "severity", "subject"],
+    m("sockmedic_finding_limit", Gauge, Own, &["code", "severity", "subject"],
       "The limit that count is measured against (its subject.limit).",
       "finding subject.limit"),
     m("sockmedic_findings", Gauge, Own, &["severity"],
@@ -926,8 +926,8 @@ pub fn render_cycle(cycle: &Cycle, interval: Duration, top: usize) -> String {
             "sockmedic_finding",
             (|_: &Subject| Some(1)) as fn(&Subject) -> Option<u64>,
         ),
-        ("sockmedic_finding_subject_count", |s| s.count),
-        ("sockmedic_finding_subject_limit", |s| s.limit),
+        ("sockmedic_finding_value", |s| s.count),
+        ("sockmedic_finding_limit", |s| s.limit),
     ] {
         family(&mut out, name, |f| {
             // The same finding can come twice (two rules, one subject): one series.
