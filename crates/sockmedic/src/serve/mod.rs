@@ -12,6 +12,8 @@
 //! the request at hand, the watcher is stopped (at most one collection's wait), and
 //! the process exits 0.
 
+#[cfg(test)]
+mod deploy_check;
 pub mod metrics;
 
 use crate::cli::{Common, ServeArgs};
