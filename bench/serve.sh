@@ -203,13 +203,17 @@ BYTES=$(curl -s "$URL/metrics" | wc -c)
 log "serve on $URL: cycle $(cycle), ESTABLISHED $est, /metrics $BYTES bytes"
 
 # ---------------------------------------------------------------- scrapes
-scrapes() { # scrapes FILE COUNT: time_total of COUNT sequential requests, one per line
+scrapes() { # scrapes FILE COUNT: per request "HTTP-CODE TIME-TOTAL PREVIOUS-SERVER-TIME"
 	local i
+	# sockmedic_scrape_duration_seconds in a response is the server's own time for the
+	# /metrics request before it (from the request read to the last byte written).
 	for ((i = 0; i < $2; i++)); do
-		curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$URL/metrics"
+		curl -s -w '\n@ %{http_code} %{time_total}\n' "$URL/metrics" |
+			awk '$1 == "sockmedic_scrape_duration_seconds" { d = $2 } $1 == "@" { print $2, $3, d }'
 	done >"$1"
 }
 C0=$(cycle)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "$REQUESTS sequential scrapes"
 scrapes "$OUTDIR/seq.txt" "$REQUESTS"
 log "$REQUESTS scrapes from 4 clients at once"
@@ -232,7 +236,12 @@ stats() { # p50 p99 max in ms of the second column
 }
 read -r S50 S99 SMAX <<<"$(stats "$OUTDIR/seq.txt")"
 read -r P50 P99 PMAX <<<"$(stats "$OUTDIR/par.txt")"
-log "sequential: p50 $S50 ms, p99 $S99 ms, max $SMAX ms; 4 clients: p50 $P50 ms, p99 $P99 ms, max $PMAX ms (cycles $C0..$C1 meanwhile)"
+# The server's own time: the third column (of the request before each one).
+awk 'NR > 1 { print $1, $3 }' "$OUTDIR/seq.txt" >"$OUTDIR/seq-server.txt"
+cat "$OUTDIR"/par?.txt | awk '{ print $1, $3 }' >"$OUTDIR/par-server.txt"
+read -r V50 V99 VMAX <<<"$(stats "$OUTDIR/seq-server.txt")"
+read -r W50 W99 WMAX <<<"$(stats "$OUTDIR/par-server.txt")"
+log "sequential: p50 $S50 ms, p99 $S99 ms, max $SMAX ms (server: $V50 / $V99 / $VMAX); 4 clients: p50 $P50 ms, p99 $P99 ms, max $PMAX ms (server: $W50 / $W99 / $WMAX) (cycles $C0..$C1 meanwhile)"
 
 # ---------------------------------------------------------------- cycles
 # The duration of C more cycles, read as each is published; serve's CPU time over them.
@@ -278,10 +287,12 @@ REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	echo
 	echo "| scrape of /metrics ($BYTES bytes), $REQUESTS requests | p50 | p99 | max |"
 	echo "|---|---:|---:|---:|"
-	echo "| one client, one request after the other | $S50 ms | $S99 ms | $SMAX ms |"
-	echo "| 4 clients at once | $P50 ms | $P99 ms | $PMAX ms |"
+	echo "| one client, one request after the other: curl's time_total | $S50 ms | $S99 ms | $SMAX ms |"
+	echo "| ... sockmedic's own time (\`sockmedic_scrape_duration_seconds\`) | $V50 ms | $V99 ms | $VMAX ms |"
+	echo "| 4 clients at once: curl's time_total | $P50 ms | $P99 ms | $PMAX ms |"
+	echo "| ... sockmedic's own time | $W50 ms | $W99 ms | $WMAX ms |"
 	echo
-	echo "Collections went on meanwhile (cycles $C0 to $C1): no scrape waited for one."
+	echo "Collections went on meanwhile (cycles $C0 to $C1): no scrape waited for one. Load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
 	echo "| collection | median wall | CPU (user+sys) | ratio to check |"
 	echo "|---|---:|---:|---:|"
