@@ -32,10 +32,18 @@ struct Serve {
 impl Serve {
     /// `sockmedic serve --listen 127.0.0.1:0 ARGS`, once it has said where it listens.
     fn start(args: &[&str]) -> Serve {
+        Serve::start_as(&[], SOCKMEDIC, args)
+    }
+
+    /// `PREFIX... BIN serve --listen 127.0.0.1:0 ARGS` (a prefix such as setpriv).
+    fn start_as(prefix: &[&str], bin: &str, args: &[&str]) -> Serve {
         require_root();
-        let mut child = Command::new(SOCKMEDIC)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
+        let mut full: Vec<&str> = prefix.to_vec();
+        full.extend([bin, "serve", "--listen", "127.0.0.1:0"]);
+        full.extend_from_slice(args);
+        let mut child = Command::new(full[0])
+            .args(&full[1..])
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -836,11 +844,25 @@ fn concurrent_scrapes_are_served_with_flat_memory() {
 }
 
 /// SIGTERM and SIGINT stop the server cleanly: exit 0, "stopped" said, the port closed.
+/// (With `--no-procs --no-kernel-log`: no process series, no kernel-log series, no
+/// zeros standing in for them.)
 #[test]
 fn sigterm_and_sigint_stop_it_with_exit_0() {
     for sig in ["TERM", "INT"] {
-        let mut serve = Serve::start(&["--netns", "self", "--interval", "1s", "--no-procs"]);
+        let mut serve = Serve::start(&[
+            "--netns",
+            "self",
+            "--interval",
+            "1s",
+            "--no-procs",
+            "--no-kernel-log",
+        ]);
         serve.wait_healthy(1);
+        let text = serve.get("/metrics").text();
+        for absent in ["sockmedic_process_", "sockmedic_kernel_log_messages"] {
+            assert!(!text.contains(absent), "{absent} without the data:\n{text}");
+        }
+        assert!(text.contains("sockmedic_tcp_sockets{"), "{text}");
         let st = serve.signal(sig);
         assert_eq!(st.code(), Some(0), "SIG{sig}: {st:?}\n{}", serve.stderr());
         // The stderr reader may still be catching the last lines.
@@ -872,4 +894,78 @@ fn bad_arguments_are_exit_3() {
         assert_eq!(run.output.status.code(), Some(3), "{}", run.describe());
         assert!(!run.stderr().trim().is_empty(), "{}", run.describe());
     }
+}
+
+/// A copy of the binary that `nobody` can execute wherever the build directory is.
+struct NobodyCopy(std::path::PathBuf);
+
+impl NobodyCopy {
+    fn new() -> NobodyCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sm-serve-nobody-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("sockmedic");
+        std::fs::copy(SOCKMEDIC, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        NobodyCopy(dir)
+    }
+    fn bin(&self) -> String {
+        self.0.join("sockmedic").display().to_string()
+    }
+}
+
+impl Drop for NobodyCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// As an unprivileged user, serve runs, is healthy, and exports what it can see: its
+/// own namespace, with what it could not read listed in `sockmedic_missing` (the
+/// kernel log where dmesg_restrict is set, other users' fds), never as zeros.
+#[test]
+fn unprivileged_it_serves_what_it_can_see() {
+    let copy = NobodyCopy::new();
+    let mut serve = Serve::start_as(
+        &[
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ],
+        &copy.bin(),
+        &["--interval", "1s"],
+    );
+    serve.wait_healthy(1);
+    let (m, report) = serve.same_cycle();
+    assert_eq!(report["source"]["privileged"], false);
+    let mx = Metrics::parse(&m.text());
+    let missing = mx.find("sockmedic_missing", &[]);
+    assert!(
+        !missing.is_empty(),
+        "an unprivileged run misses something: {}",
+        report["missing"]
+    );
+    // Only the namespace it runs in (others cannot be entered).
+    let names: std::collections::BTreeSet<&str> = mx
+        .find("sockmedic_tcp_sockets", &[])
+        .iter()
+        .filter_map(|s| label(s, "netns"))
+        .collect();
+    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let own = own.to_string_lossy();
+    let own = own.trim_start_matches("net:[").trim_end_matches(']');
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), [own]);
+    assert_eq!(
+        mx.must("sockmedic_network_namespaces", &[]),
+        report["netns"].as_array().unwrap().len() as f64
+    );
+    if report["kernel_log"].is_null() {
+        assert!(mx.find("sockmedic_kernel_log_messages", &[]).is_empty());
+    }
+    assert_eq!(serve.signal("TERM").code(), Some(0), "{}", serve.stderr());
 }
