@@ -311,7 +311,6 @@ fn metrics_response(state: &State, rendered: Option<&Rendered>, _began: Instant)
 /// Whether the served collection is fresh, and a sentence saying so or why not.
 fn health(state: &State, rendered: Option<&Rendered>) -> (bool, String) {
     let stats = state.watcher.stats();
-    let failing = stats.consecutive_errors.load(Ordering::Relaxed);
     let last_error = || {
         stats
             .last_error
@@ -320,9 +319,28 @@ fn health(state: &State, rendered: Option<&Rendered>) -> (bool, String) {
             .clone()
             .unwrap_or_default()
     };
-    let Some(r) = rendered else {
-        let waited =
-            humantime::format_duration(Duration::from_secs(state.started.elapsed().as_secs()));
+    judge(
+        rendered.map(|r| &*r.cycle),
+        stats.consecutive_errors.load(Ordering::Relaxed),
+        &last_error,
+        state.interval,
+        state.started.elapsed(),
+        SystemTime::now(),
+    )
+}
+
+/// `/healthz`'s verdict: no cycle yet, collections failing (`failing` in a row), the
+/// last cycle older than [`STALE_AFTER`] intervals (or durations), or fresh.
+fn judge(
+    cycle: Option<&Cycle>,
+    failing: u64,
+    last_error: &dyn Fn() -> String,
+    interval: Duration,
+    running_for: Duration,
+    now: SystemTime,
+) -> (bool, String) {
+    let Some(c) = cycle else {
+        let waited = humantime::format_duration(Duration::from_secs(running_for.as_secs()));
         return if failing > 0 {
             (
                 false,
@@ -340,24 +358,23 @@ fn health(state: &State, rendered: Option<&Rendered>) -> (bool, String) {
             false,
             format!(
                 "collection failing ({failing} in a row; serving cycle {} from before): {}",
-                r.cycle.seq,
+                c.seq,
                 last_error()
             ),
         );
     }
-    let finished = r.cycle.started + r.cycle.duration;
-    let age = SystemTime::now()
-        .duration_since(finished)
+    let age = now
+        .duration_since(c.started + c.duration)
         .unwrap_or(Duration::ZERO);
-    let limit = state.interval.max(r.cycle.duration) * STALE_AFTER;
+    let limit = interval.max(c.duration) * STALE_AFTER;
     let age_s = format!("{:.1}s", age.as_secs_f64());
-    let took = format!("{:.3}s", r.cycle.duration.as_secs_f64());
+    let took = format!("{:.3}s", c.duration.as_secs_f64());
     if age > limit {
         (
             false,
             format!(
                 "stale: cycle {} finished {age_s} ago (more than {STALE_AFTER} intervals); it took {took}",
-                r.cycle.seq
+                c.seq
             ),
         )
     } else {
@@ -365,8 +382,8 @@ fn health(state: &State, rendered: Option<&Rendered>) -> (bool, String) {
             true,
             format!(
                 "cycle {} finished {age_s} ago in {took}; {} findings",
-                r.cycle.seq,
-                r.cycle.report.findings.len()
+                c.seq,
+                c.report.findings.len()
             ),
         )
     }
@@ -395,4 +412,59 @@ fn index(state: &State, rendered: Option<&Rendered>) -> Response {
         interval = humantime::format_duration(state.interval),
     );
     text(200, "text/html; charset=utf-8", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockmedic_model::{Report, Snapshot};
+
+    fn cycle(finished_ago: u64, took: u64) -> Cycle {
+        let now = SystemTime::now();
+        Cycle {
+            seq: 4,
+            report: Report::new(Snapshot::default(), vec![]),
+            started: now - Duration::from_secs(finished_ago + took),
+            duration: Duration::from_secs(took),
+        }
+    }
+
+    fn verdict(c: Option<&Cycle>, failing: u64) -> (bool, String) {
+        let err = || "--netns x: gone".to_string();
+        judge(
+            c,
+            failing,
+            &err,
+            Duration::from_secs(15),
+            Duration::from_secs(3),
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn healthz_verdicts() {
+        let (ok, why) = verdict(None, 0);
+        assert!(!ok);
+        assert_eq!(why, "no collection has finished yet (started 3s ago)");
+        let (ok, why) = verdict(None, 2);
+        assert!(!ok);
+        assert_eq!(why, "collection failing (2 in a row): --netns x: gone");
+        let fresh = cycle(10, 1);
+        let (ok, why) = verdict(Some(&fresh), 0);
+        assert!(ok, "{why}");
+        assert!(why.starts_with("cycle 4 finished 10."), "{why}");
+        let (ok, why) = verdict(Some(&fresh), 1);
+        assert!(!ok);
+        assert!(
+            why.contains("serving cycle 4 from before): --netns x: gone"),
+            "{why}"
+        );
+        // 3 intervals of 15 s.
+        let (ok, why) = verdict(Some(&cycle(46, 1)), 0);
+        assert!(!ok);
+        assert!(why.starts_with("stale: cycle 4 finished 46."), "{why}");
+        // A collection longer than the interval: 3 of its durations.
+        assert!(verdict(Some(&cycle(100, 40)), 0).0);
+        assert!(!verdict(Some(&cycle(130, 40)), 0).0);
+    }
 }
