@@ -161,16 +161,16 @@ pub const METRICS: &[Metric] = &[
       "Ports connect() can pick from: ip_local_port_range less ip_local_reserved_ports.",
       "net.ipv4.ip_local_port_range, ip_local_reserved_ports"),
     m("sockmedic_ephemeral_ports_in_use", Gauge, Ns, &[],
-      "Distinct local ports of the ephemeral range used by some socket (not a listener).",
+      "Distinct local ports of the ephemeral range used by some socket (not a listener). Not with --no-procs (ESTABLISHED is not dumped then).",
       "sock_diag dump"),
     m("sockmedic_ephemeral_port_sockets", Gauge, Ns, &[],
-      "Sockets (not listeners) whose local port is in the ephemeral range.",
+      "Sockets (not listeners) whose local port is in the ephemeral range. Not with --no-procs.",
       "sock_diag dump"),
     m("sockmedic_ephemeral_ports_bound_inactive", Gauge, Ns, &[],
       "Ports of the ephemeral range held by sockets only bound (bind() without connect or listen): taken for every destination.",
       "sock_diag dump (bound-inactive, Linux 6.8+)"),
     m("sockmedic_ephemeral_destination_sockets", Gauge, Ns, &["remote"],
-      "Sockets with a local port in the ephemeral range per remote endpoint, top N: connect() to one destination fails with EADDRNOTAVAIL when this reaches the range size.",
+      "Sockets with a local port in the ephemeral range per remote endpoint, top N: connect() to one destination fails with EADDRNOTAVAIL when this reaches the range size. Not with --no-procs.",
       "sock_diag dump"),
     m("sockmedic_listen_accept_queue", Gauge, Ns, &["local"],
       "Connections waiting for accept() on a listener (ss -lnt Recv-Q), top N listeners.",
@@ -777,16 +777,14 @@ pub fn render_cycle(cycle: &Cycle, interval: Duration, top: usize) -> String {
     });
     family(&mut out, "sockmedic_ephemeral_ports_in_use", |f| {
         for (l, n) in &ns {
-            f.opt(
-                l,
-                NONE,
-                n.ephemeral.as_ref().map(|e| Val::U(e.ports_in_use.into())),
-            );
+            let e = n.ephemeral.as_ref().filter(|e| e.includes_established);
+            f.opt(l, NONE, e.map(|e| Val::U(e.ports_in_use.into())));
         }
     });
     family(&mut out, "sockmedic_ephemeral_port_sockets", |f| {
         for (l, n) in &ns {
-            f.opt(l, NONE, n.ephemeral.as_ref().map(|e| Val::U(e.sockets)));
+            let e = n.ephemeral.as_ref().filter(|e| e.includes_established);
+            f.opt(l, NONE, e.map(|e| Val::U(e.sockets)));
         }
     });
     family(&mut out, "sockmedic_ephemeral_ports_bound_inactive", |f| {
@@ -797,7 +795,9 @@ pub fn render_cycle(cycle: &Cycle, interval: Duration, top: usize) -> String {
     });
     family(&mut out, "sockmedic_ephemeral_destination_sockets", |f| {
         for (l, n) in &ns {
-            let Some(e) = &n.ephemeral else { continue };
+            let Some(e) = n.ephemeral.as_ref().filter(|e| e.includes_established) else {
+                continue;
+            };
             let mut rows: Vec<_> = e.top_remote.iter().collect();
             rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.endpoint.cmp(&b.endpoint)));
             omitted.destinations += rows.len().saturating_sub(top) as u64;
@@ -1409,6 +1409,28 @@ mod tests {
         assert!(text.contains(
             "sockmedic_netns_processes{netns=\"1\",netns_name=\"x\",pod=\"\",namespace=\"\"} 0\n"
         ));
+    }
+
+    /// Without ESTABLISHED dumped (`--no-procs`), the port counts would be short:
+    /// no series for them; the range size stays.
+    #[test]
+    fn port_use_without_established_has_no_series() {
+        let mut c = cycle();
+        for n in &mut c.report.snapshot.netns {
+            if let Some(e) = &mut n.ephemeral {
+                e.includes_established = false;
+            }
+        }
+        let text = render_cycle(&c, Duration::from_secs(15), 10);
+        for absent in [
+            "sockmedic_ephemeral_ports_in_use",
+            "sockmedic_ephemeral_port_sockets",
+            "sockmedic_ephemeral_destination_sockets",
+        ] {
+            assert!(!text.contains(absent), "{absent}");
+        }
+        assert!(text.contains("sockmedic_ephemeral_port_range_size{"));
+        assert!(text.contains("sockmedic_ephemeral_ports_bound_inactive{"));
     }
 
     #[test]
