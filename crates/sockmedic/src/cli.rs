@@ -105,6 +105,64 @@ pub enum Command {
     /// `/healthz` (200 while collections are fresh, 503 with the reason otherwise)
     /// and `/`. Stops cleanly on SIGTERM or SIGINT (exit 0).
     Serve(ServeArgs),
+    /// A live terminal view, refreshed every --interval: host-wide figures against
+    /// their limits (orphans with the kernel's ×2/×4 penalty, TIME-WAIT, TCP memory,
+    /// file handles, conntrack), sockets per state with rates and trends, the top
+    /// endpoints, processes and pods, and the findings with their evidence and
+    /// remedy. Keys are listed on screen (`?` for all). Needs a terminal; `--once`
+    /// prints one frame as text instead. Exit 0 on `q`, 3 when it cannot run.
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Time between collections (`2s`, `500ms`, `1m`; a bare number is seconds),
+    /// 100ms to 1h. `+` and `-` change it while running.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// The processes pane's order at start (`s` cycles through the keys).
+    #[arg(long, value_enum, default_value_t = ProcSort::Sockets)]
+    pub sort: ProcSort,
+    #[command(flatten)]
+    pub procs: NoProcs,
+    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`. The
+    /// findings and the gauges' colours follow them.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table, as for `check`. Default:
+    /// /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print one frame as text on stdout and exit, without a terminal: two
+    /// collections --interval apart (so that rates are known), then the screen as
+    /// it would be drawn, without colours.
+    #[arg(long)]
+    pub once: bool,
+    /// The size of the frame `--once` prints, COLSxROWS.
+    #[arg(long, value_name = "COLSxROWS", default_value = "80x24", value_parser = parse_screen, requires = "once")]
+    pub size: (u16, u16),
+}
+
+/// `2s`, `500ms`, `1m`, or a bare number of seconds (`2`, `0.5`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{s:?}: not a duration (e.g. 2s, 500ms)"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{s:?}: {e} (e.g. 2s, 500ms)"))
+}
+
+/// `80x24`: columns and rows, at least 40x10 and at most 1000x1000.
+fn parse_screen(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?}: expected COLSxROWS, from 40x10 to 1000x1000 (e.g. 80x24)");
+    let (c, r) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    let c: u16 = c.trim().parse().map_err(|_| bad())?;
+    let r: u16 = r.trim().parse().map_err(|_| bad())?;
+    if !(40..=1000).contains(&c) || !(10..=1000).contains(&r) {
+        return Err(bad());
+    }
+    Ok((c, r))
 }
 
 #[derive(Args, Debug, Default)]
@@ -307,7 +365,7 @@ pub struct ServeArgs {
     /// Time between the starts of two collections (`15s`, `1m`, `500ms`; a bare
     /// number is seconds). A collection that takes longer is followed by the next
     /// at once.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_serve_interval)]
     pub interval: std::time::Duration,
     #[command(flatten)]
     pub procs: NoProcs,
@@ -324,15 +382,9 @@ pub struct ServeArgs {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// `15s`, `1m30s`, `500ms`, or a bare number of seconds: at least 100 ms, at most a day.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let d = match t.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => std::time::Duration::from_secs_f64(secs),
-        Ok(_) => return Err(format!("{s:?}: not a duration (e.g. 15s)")),
-        Err(_) => humantime::parse_duration(t)
-            .map_err(|e| format!("{s:?}: not a duration (e.g. 15s, 1m, 500ms): {e}"))?,
-    };
+/// `serve --interval`: a duration as `parse_duration` reads it, 100 ms to a day.
+fn parse_serve_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
     if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(86_400) {
         return Err(format!("{s:?}: expected between 100ms and 24h"));
     }

@@ -10,6 +10,7 @@ mod progress;
 mod render;
 mod serve;
 mod sysctl_out;
+mod top;
 mod watch;
 
 use anyhow::{bail, Context, Result};
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             serve::run(&common, &args)
         }
+        Command::Top(args) => top::run(&common, &args),
         Command::Stat(args) => {
             let opts = CollectOptions {
                 mode: dump_mode(&args.procs),
