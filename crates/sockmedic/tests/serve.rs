@@ -969,3 +969,58 @@ fn unprivileged_it_serves_what_it_can_see() {
     }
     assert_eq!(serve.signal("TERM").code(), Some(0), "{}", serve.stderr());
 }
+
+/// Out of file descriptors (a hard RLIMIT_NOFILE of 40 and a flood of idle
+/// connections), the HTTP server's accept loop dies: sockmedic then exits non-zero
+/// (3) with a message, for a supervisor to start a new one, instead of running on
+/// and answering nobody.
+#[test]
+fn out_of_fds_it_exits_instead_of_serving_nobody() {
+    let mut serve = Serve::start_as(
+        &["prlimit", "--nofile=40:40", "--"],
+        SOCKMEDIC,
+        &[
+            "--netns",
+            "self",
+            "--no-procs",
+            "--no-kernel-log",
+            "--interval",
+            "1s",
+        ],
+    );
+    serve.wait_healthy(1);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        match TcpStream::connect(&serve.addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+        if serve.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    let child = serve.child.as_mut().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sockmedic serve kept running without accepting ({} connections held):\n{}",
+            held.len(),
+            serve.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    serve.child = None;
+    assert_eq!(status.code(), Some(3), "{status:?}\n{}", serve.stderr());
+    wait_for("the reason on stderr", 10, || {
+        let e = serve.stderr();
+        (
+            e.contains("exiting so that a supervisor starts a new one")
+                .then_some(()),
+            e,
+        )
+    });
+}

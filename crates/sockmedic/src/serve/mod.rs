@@ -19,7 +19,7 @@ pub mod metrics;
 use crate::cli::{Common, ServeArgs};
 use crate::config;
 use crate::watch::{Cycle, WatchConfig, Watcher};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sockmedic_collect::{collect, CollectOptions, DumpMode};
 use std::io::{Cursor, Read};
 use std::process::ExitCode;
@@ -63,9 +63,13 @@ struct State {
     /// Nanoseconds the previous `/metrics` request took.
     last_scrape_ns: AtomicU64,
     stop: AtomicBool,
+    /// Why the server cannot go on (its accept loop ended), if it cannot.
+    failed: Mutex<Option<String>>,
 }
 
 pub fn run(common: &Common, args: &ServeArgs) -> Result<ExitCode> {
+    exit_on_panic();
+    raise_nofile();
     let thresholds = config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
     let options = CollectOptions {
         mode: crate::dump_mode(&args.procs),
@@ -111,6 +115,7 @@ pub fn run(common: &Common, args: &ServeArgs) -> Result<ExitCode> {
         scrapes: AtomicU64::new(0),
         last_scrape_ns: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        failed: Mutex::new(None),
     });
     eprintln!(
         "sockmedic serve: listening on http://{addr} (/metrics, /api/report, /healthz); collecting every {}",
@@ -128,25 +133,22 @@ pub fn run(common: &Common, args: &ServeArgs) -> Result<ExitCode> {
     };
     let mut workers = Vec::new();
     for i in 0..WORKERS {
-        let (state, server) = (state.clone(), server.clone());
+        let (state, server, wake) = (state.clone(), server.clone(), signals.handle());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("sockmedic-http-{i}"))
-                .spawn(move || worker(&state, &server))
+                .spawn(move || worker(&state, &server, &wake))
                 .context("spawning a request thread")?,
         );
     }
 
-    let sig = signals
-        .forever()
-        .next()
-        .unwrap_or(signal_hook::consts::SIGTERM);
-    let name = if sig == signal_hook::consts::SIGINT {
-        "SIGINT"
-    } else {
-        "SIGTERM"
-    };
-    eprintln!("sockmedic serve: {name}: stopping");
+    // A signal, or the end of the signal loop: a request thread closed it because
+    // the server stopped accepting connections.
+    match signals.forever().next() {
+        Some(signal_hook::consts::SIGINT) => eprintln!("sockmedic serve: SIGINT: stopping"),
+        Some(_) => eprintln!("sockmedic serve: SIGTERM: stopping"),
+        None => {}
+    }
     state.stop.store(true, Ordering::Relaxed);
     for _ in 0..WORKERS {
         server.unblock();
@@ -157,12 +159,44 @@ pub fn run(common: &Common, args: &ServeArgs) -> Result<ExitCode> {
     let _ = renderer.join();
     // The watcher stops when the last reference to the state goes.
     drop(server);
-    match Arc::try_unwrap(state) {
-        Ok(s) => s.watcher.stop(),
+    let failed = match Arc::try_unwrap(state) {
+        Ok(s) => {
+            let failed = s.failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+            s.watcher.stop();
+            failed
+        }
         Err(_) => unreachable!("every thread holding the state has been joined"),
+    };
+    if let Some(why) = failed {
+        bail!("--listen {addr}: {why}");
     }
     eprintln!("sockmedic serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A panic in any thread (tiny_http's accept thread panics when it runs out of
+/// fds, and then nothing is served any more) ends the process, non-zero, so that a
+/// supervisor (systemd, the kubelet) starts a new one instead of keeping a server
+/// that answers nobody.
+fn exit_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        eprintln!(
+            "sockmedic serve: a thread panicked: exiting so that a supervisor starts a new one"
+        );
+        std::process::exit(crate::EXIT_CANNOT_RUN.into());
+    }));
+}
+
+/// Every connection holds an fd: the soft RLIMIT_NOFILE goes up to the hard one.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut r = getrlimit(Resource::Nofile);
+    if r.current < r.maximum {
+        r.current = r.maximum;
+        let _ = setrlimit(Resource::Nofile, r);
+    }
 }
 
 /// Renders each new cycle once, as soon as the watcher publishes it.
@@ -187,7 +221,7 @@ fn render_loop(state: &State, top: usize) {
     }
 }
 
-fn worker(state: &State, server: &tiny_http::Server) {
+fn worker(state: &State, server: &tiny_http::Server, wake: &signal_hook::iterator::Handle) {
     loop {
         match server.recv() {
             Ok(rq) => {
@@ -202,7 +236,20 @@ fn worker(state: &State, server: &tiny_http::Server) {
                 }
             }
             Err(_) if state.stop.load(Ordering::Relaxed) => return,
-            Err(e) => eprintln!("sockmedic serve: {e}"),
+            // tiny_http's accept loop ends on its first error (EMFILE...) and hands
+            // the error over: nothing will be served any more. Exit non-zero, so a
+            // supervisor (systemd, the kubelet) starts a new one.
+            Err(e) => {
+                let mut failed = state.failed.lock().unwrap_or_else(|e| e.into_inner());
+                if failed.is_none() {
+                    eprintln!("sockmedic serve: accepting connections failed: {e}");
+                    *failed = Some(format!("accepting connections failed: {e}"));
+                }
+                drop(failed);
+                state.stop.store(true, Ordering::Relaxed);
+                wake.close();
+                return;
+            }
         }
     }
 }
