@@ -1024,3 +1024,243 @@ fn out_of_fds_it_exits_instead_of_serving_nobody() {
         )
     });
 }
+
+// ---------------------------------------------------------------------------------
+// A real Prometheus scraping it
+// ---------------------------------------------------------------------------------
+
+/// A GET over HTTP/1.0 (so that the answer is never chunked), the body as text.
+fn get10(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server on a loopback port, scraping one target every second, with
+/// rule files; killed and its data removed on drop.
+struct Prometheus {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(target: &str, rule_files: &[std::path::PathBuf]) -> Option<Prometheus> {
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "prometheus not found; CI must have it: scripts/install-deps installs it"
+            );
+            eprintln!("prometheus not found: scripts/install-deps installs it; skipped");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(unique_name("sm-prometheus"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|p| format!("  - {}\n", p.display()))
+            .collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}scrape_configs:\n  - job_name: sockmedic\n    static_configs:\n      - targets: [\"{target}\"]\n",
+            rules.concat()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        // A free loopback port for its web server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("spawn prometheus");
+        let p = Prometheus { child, addr, dir };
+        wait_for("prometheus ready", 60, || {
+            let ok = TcpStream::connect(&p.addr).is_ok() && get10(&p.addr, "/-/ready").0 == 200;
+            (ok.then_some(()), p.log())
+        });
+        Some(p)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn api(&self, path: &str) -> Value {
+        let (status, body) = get10(&self.addr, path);
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("prometheus {path}: {status} {e}: {body}"));
+        assert_eq!(v["status"], "success", "prometheus {path}: {v}");
+        v["data"].clone()
+    }
+
+    /// An instant query's samples.
+    fn query(&self, q: &str) -> Vec<Value> {
+        let d = self.api(&format!("/api/v1/query?query={}", urlencode(q)));
+        d["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The whole path of deploy/: a real Prometheus scrapes `sockmedic serve` (the
+/// target is up, the figures are there with their labels), every alert rule of
+/// deploy/prometheus/alerts.yml and every query of the Grafana dashboard evaluates
+/// without error against the real series, and the ratios the alerts are built on
+/// find both of their sides (their label matching is right).
+#[test]
+fn prometheus_scrapes_it_and_the_rules_and_dashboard_evaluate() {
+    let mut ns = TestNetns::new("serve-prom");
+    let holder = ns.start_holder(&["--listen", "127.0.0.1:8080", "--connect", "self:c:30"]);
+    let serve = Serve::start(&["--netns", &ns.name, "--interval", "1s"]);
+    serve.wait_healthy(1);
+
+    let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    // The dashboard's queries as recording rules (its variables: every value).
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy.join("grafana/sockmedic.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let e = t["expr"].as_str().unwrap();
+            exprs.push(e.replace("$instance", ".*").replace("$netns", ".*"));
+        }
+    }
+    let tmp = std::env::temp_dir().join(unique_name("sm-dash-rules"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let dash_rules = tmp.join("dashboard.yml");
+    let mut text = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        text.push_str(&format!(
+            "      - record: sockmedic_dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    std::fs::write(&dash_rules, text).unwrap();
+
+    let Some(prom) = Prometheus::start(
+        &serve.addr,
+        &[deploy.join("prometheus/alerts.yml"), dash_rules.clone()],
+    ) else {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    };
+    // Scraped: the target is up and the leak is there, labels and all.
+    let pid = holder.pid.to_string();
+    let q = format!("sockmedic_process_tcp_sockets{{pid=\"{pid}\",state=\"CLOSE-WAIT\"}}");
+    let leak = wait_for("the leak in Prometheus", 60, || {
+        let r = prom.query(&q);
+        (r.first().cloned(), (r, prom.log()))
+    });
+    assert_eq!(leak["value"][1], "30", "{leak}");
+    assert_eq!(leak["metric"]["process"], "python3");
+    assert_eq!(leak["metric"]["netns"], ns.inode().to_string());
+    let up = prom.query("up{job=\"sockmedic\"}");
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0]["value"][1], "1");
+
+    // Every rule (alerts and dashboard queries) evaluated, none in error.
+    let rules = wait_for("every rule evaluated", 60, || {
+        let d = prom.api("/api/v1/rules");
+        let all: Vec<Value> = d["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .collect();
+        let pending = all.iter().filter(|r| r["health"] == "unknown").count();
+        (
+            (pending == 0 && !all.is_empty()).then_some(all.clone()),
+            pending,
+        )
+    });
+    let bad: Vec<String> = rules
+        .iter()
+        .filter(|r| r["health"] != "ok")
+        .map(|r| format!("{}: {} {}", r["name"], r["health"], r["lastError"]))
+        .collect();
+    assert!(bad.is_empty(), "rules in error:\n{}", bad.join("\n"));
+    let alerts: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(deploy.join("prometheus/alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    let n_alerts: usize = alerts["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|g| g["rules"].as_sequence().unwrap().len())
+        .sum();
+    assert_eq!(
+        rules.len(),
+        exprs.len() + n_alerts,
+        "the alerts and the dashboard's queries"
+    );
+
+    // The ratios the alerts divide: both sides found, one result per numerator.
+    for q in [
+        "sockmedic_tcp_orphan_sockets / ignoring(penalty) sockmedic_tcp_orphan_limit_penalized{penalty=\"4\"}",
+        "sockmedic_tcp_memory_pages / ignoring(level) sockmedic_tcp_mem_limit_pages{level=\"max\"}",
+        "sockmedic_process_fds / sockmedic_process_fd_limit",
+        "sockmedic_filefd_allocated / sockmedic_filefd_maximum",
+        "sockmedic_ephemeral_ports_in_use / sockmedic_ephemeral_port_range_size",
+        "sockmedic_ephemeral_destination_sockets / ignoring(remote) group_left sockmedic_ephemeral_port_range_size",
+        "sockmedic_tcp_timewait_sockets / sockmedic_tcp_max_tw_buckets",
+        "sockmedic_listen_accept_queue / sockmedic_listen_backlog",
+    ] {
+        let numerator = q.split(" / ").next().unwrap();
+        let want = prom.query(numerator).len();
+        assert!(want > 0, "no {numerator} in Prometheus");
+        assert_eq!(prom.query(q).len(), want, "{q}");
+    }
+    if !prom.query("sockmedic_nf_conntrack_entries").is_empty() {
+        let q = "sockmedic_nf_conntrack_entries / ignoring(netns, netns_name, pod, namespace) group_left sockmedic_nf_conntrack_entries_limit";
+        assert!(!prom.query(q).is_empty(), "{q}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
