@@ -99,6 +99,12 @@ pub enum Command {
     /// whose closes stall, and findings (`teardown-stall`, `syn-unanswered`,
     /// `reset-storm`). Exit codes as `check`'s; 3 when the file cannot be read.
     Pcap(PcapArgs),
+    /// Prometheus exporter and JSON API: collects on its own schedule (every
+    /// --interval, never because of a request) and serves the latest collection:
+    /// `/metrics` (Prometheus text format), `/api/report` (the JSON report),
+    /// `/healthz` (200 while collections are fresh, 503 with the reason otherwise)
+    /// and `/`. Stops cleanly on SIGTERM or SIGINT (exit 0).
+    Serve(ServeArgs),
     /// A live terminal view, refreshed every --interval: host-wide figures against
     /// their limits (orphans with the kernel's ×2/×4 penalty, TIME-WAIT, TCP memory,
     /// file handles, conntrack), sockets per state with rates and trends, the top
@@ -417,6 +423,45 @@ pub struct CollectArgs {
     /// host where sockmedic cannot be installed.
     #[arg(long)]
     pub script: bool,
+}
+
+/// Where `serve` listens when `--listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9917";
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on: `HOST:PORT` (port 0 picks a free port; the address
+    /// bound is printed on stderr). Anything but loopback exposes the process and pod
+    /// names of the report to whoever can reach it.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Time between the starts of two collections (`15s`, `1m`, `500ms`; a bare
+    /// number is seconds). A collection that takes longer is followed by the next
+    /// at once.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_serve_interval)]
+    pub interval: std::time::Duration,
+    #[command(flatten)]
+    pub procs: NoProcs,
+    /// Do not read the kernel log (/dev/kmsg) each collection: no `kernel-log` check,
+    /// no `sockmedic_kernel_log_messages`.
+    #[arg(long)]
+    pub no_kernel_log: bool,
+    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table of NAME = number, as for `check`.
+    /// Default: /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// `serve --interval`: a duration as `parse_duration` reads it, 100 ms to a day.
+fn parse_serve_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(86_400) {
+        return Err(format!("{s:?}: expected between 100ms and 24h"));
+    }
+    Ok(d)
 }
 
 /// `256M`, `1G`, `4096`: a size in bytes.

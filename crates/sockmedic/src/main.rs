@@ -12,6 +12,7 @@ mod progress;
 mod record_cmd;
 mod render;
 mod report_cmd;
+mod serve;
 mod sysctl_out;
 mod top;
 mod watch;
@@ -74,6 +75,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "pcap (a capture has no namespaces: use --filter)",
             )?;
             pcap_cmd::run(&common, &args)
+        }
+        Command::Serve(args) => {
+            refuse(
+                common.from.is_some(),
+                "--from",
+                "serve (it watches this host)",
+            )?;
+            refuse(
+                common.json,
+                "--json",
+                "serve (/api/report is the JSON report)",
+            )?;
+            serve::run(&common, &args)
         }
         Command::Top(args) => top::run(&common, &args),
         Command::Record(args) => {
