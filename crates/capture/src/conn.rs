@@ -171,13 +171,18 @@ impl Conn {
             let end = if outcome == Outcome::Closed {
                 self.dirs
                     .iter()
-                    .map(|d| d.side.fin_ts_ns.unwrap() + d.side.fin_ack_wait_ns.unwrap())
+                    .map(|d| {
+                        d.side
+                            .fin_ts_ns
+                            .unwrap_or(0)
+                            .saturating_add(d.side.fin_ack_wait_ns.unwrap_or(0))
+                    })
                     .max()
                     .unwrap()
             } else {
                 self.last_ts
             };
-            end - t0
+            end.saturating_sub(t0)
         });
         Connection {
             client: self.ends[c],
@@ -431,7 +436,7 @@ impl Analyzer {
             if let (Some(fin_end), Some(fin_ts)) = (o.fin_end, o.side.fin_ts_ns) {
                 if seq_le(fin_end, seg.ack) {
                     o.fin_acked = true;
-                    o.side.fin_ack_wait_ns = Some(ts - fin_ts);
+                    o.side.fin_ack_wait_ns = Some(ts.saturating_sub(fin_ts));
                     c.event(max_events, ts, from, EventKind::FinAcked);
                 }
             }
@@ -472,7 +477,8 @@ impl Analyzer {
     /// Folds the finished connections whose lingering time is over at `now`.
     fn fold_lingering(&mut self, now: i64) {
         while let Some(&(t, key)) = self.lingering.front() {
-            if now - t < self.cfg.linger_ns {
+            // Times come from the file: damaged ones can be anything, hence saturating.
+            if now.saturating_sub(t) < self.cfg.linger_ns {
                 break;
             }
             self.lingering.pop_front();

@@ -191,7 +191,7 @@ fn stall_subject(ep: &SocketAddr, a: &Aggregate) -> Subject {
 /// 10.0.0.1:40300 retransmitted 5×, ACKed by 10.0.0.2:8300 at +3.352 s".
 pub fn timeline_sentence(c: &Connection) -> String {
     let t0 = c.first_ts_ns;
-    let at = |ts: i64| format!("+{:.3} s", (ts - t0) as f64 / 1e9);
+    let at = |ts: i64| format!("+{:.3} s", ts.saturating_sub(t0) as f64 / 1e9);
     let mut parts = Vec::new();
     // Retransmissions of a FIN are told as one part, in their place among the events.
     let mut rexmit: Option<(SocketAddr, u32)> = None;

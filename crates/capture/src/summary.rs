@@ -139,8 +139,10 @@ impl Connection {
     /// connection's last packet.
     pub fn max_fin_wait_ns(&self) -> Option<i64> {
         let wait = |s: &Side| {
-            s.fin_ts_ns
-                .map(|t| s.fin_ack_wait_ns.unwrap_or(self.last_ts_ns - t))
+            s.fin_ts_ns.map(|t| {
+                s.fin_ack_wait_ns
+                    .unwrap_or(self.last_ts_ns.saturating_sub(t))
+            })
         };
         wait(&self.client_side).max(wait(&self.server_side))
     }

@@ -114,3 +114,33 @@ fn bounded_table_keeps_the_counts() {
     assert_eq!(s.slowest.len(), 2);
     assert!(s.slowest[0].teardown_ns >= s.slowest[1].teardown_ns);
 }
+
+/// Times come from the file and a damaged one can hold anything (the fuzz test found a
+/// capture whose times jump from near i64::MIN to near i64::MAX): no overflow, and the
+/// connection is still counted.
+#[test]
+fn wild_timestamps_do_not_overflow() {
+    use sockmedic_capture::{flags, Analyzer, TcpSegment};
+    let (client, server) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let seg = |from_client: bool, seq: u32, ack: u32, f: u8| TcpSegment {
+        src: if from_client { client } else { server },
+        dst: if from_client { server } else { client },
+        src_port: if from_client { 40000 } else { 80 },
+        dst_port: if from_client { 80 } else { 40000 },
+        seq,
+        ack,
+        flags: f,
+        window: 1000,
+        payload_len: 0,
+    };
+    let mut a = Analyzer::new(Config::default());
+    a.segment(i64::MIN, &seg(true, 1, 0, flags::SYN));
+    a.segment(i64::MIN + 1, &seg(false, 7, 2, flags::SYN | flags::ACK));
+    a.segment(i64::MIN + 2, &seg(true, 2, 8, flags::FIN | flags::ACK));
+    a.segment(i64::MAX, &seg(false, 8, 3, flags::FIN | flags::ACK));
+    a.segment(i64::MAX, &seg(true, 3, 9, flags::ACK));
+    a.segment(i64::MIN, &seg(true, 2, 8, flags::FIN | flags::ACK));
+    let s = a.finish();
+    assert_eq!(s.connections, 1);
+    assert_eq!(s.fin_packets, 3);
+}

@@ -23,7 +23,7 @@ const MAX_INTERVAL_S: f64 = 3600.0;
 
 pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
     // Everything that can be wrong with the arguments fails before any collection.
-    let thresholds = config::thresholds(args)?;
+    let thresholds = config::thresholds(&args.limits)?;
     let interval_ok = args.interval > 0.0 && args.interval <= MAX_INTERVAL_S;
     if !args.once && !interval_ok {
         bail!(

@@ -155,13 +155,8 @@ pub struct RecordArgs {
     /// One line per cycle on stdout (with --json: one JSON object per line).
     #[arg(long, short)]
     pub verbose: bool,
-    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`.
-    #[arg(long = "threshold", value_name = "NAME=VALUE")]
-    pub thresholds: Vec<String>,
-    /// A TOML file with a `[thresholds]` table, as for `check`. Default:
-    /// /etc/sockmedic/config.toml when it exists.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: ThresholdArgs,
 }
 
 #[derive(Args, Debug)]
@@ -208,14 +203,8 @@ pub struct TopArgs {
     pub sort: ProcSort,
     #[command(flatten)]
     pub procs: NoProcs,
-    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`. The
-    /// findings and the gauges' colours follow them.
-    #[arg(long = "threshold", value_name = "NAME=VALUE")]
-    pub thresholds: Vec<String>,
-    /// A TOML file with a `[thresholds]` table, as for `check`. Default:
-    /// /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: ThresholdArgs,
     /// Print one frame as text on stdout and exit, without a terminal: two
     /// collections --interval apart (so that rates are known), then the screen as
     /// it would be drawn, without colours.
@@ -248,14 +237,8 @@ pub struct PcapArgs {
     /// match a host (if any is given) and a port (if any is given).
     #[arg(long, value_name = "host:ADDR|port:N")]
     pub filter: Vec<String>,
-    /// Change a threshold (`capture.reset-min=20`); repeatable, as for `check`.
-    /// `sockmedic explain thresholds` lists them (the capture's are `capture.*`).
-    #[arg(long = "threshold", value_name = "NAME=VALUE")]
-    pub thresholds: Vec<String>,
-    /// A TOML file with a `[thresholds]` table of NAME = number, as for `check`.
-    /// Default: /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: ThresholdArgs,
 }
 
 /// The wait between `check`'s two snapshots when `--interval` is not given.
@@ -280,14 +263,8 @@ pub struct CheckArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub procs: NoProcs,
-    /// Change a threshold (`close-wait.warning=50`); repeatable. `sockmedic explain
-    /// thresholds` lists them.
-    #[arg(long = "threshold", value_name = "NAME=VALUE")]
-    pub thresholds: Vec<String>,
-    /// A TOML file with a `[thresholds]` table of NAME = number. Default:
-    /// /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: ThresholdArgs,
     /// Read the kernel log from this file (saved `dmesg` or `journalctl -k` output)
     /// instead of /dev/kmsg.
     #[arg(long, value_name = "FILE")]
@@ -298,6 +275,20 @@ pub struct CheckArgs {
     pub sysctl_out: Option<std::path::PathBuf>,
 }
 
+/// `--threshold` and `--config`, for every command that diagnoses (`check`, `pcap`,
+/// `top`, `serve`, `record`).
+#[derive(Args, Debug, Default, Clone)]
+pub struct ThresholdArgs {
+    /// Change a threshold (`close-wait.warning=50`, `capture.reset-min=20`);
+    /// repeatable. `sockmedic explain thresholds` lists them.
+    #[arg(long = "threshold", value_name = "NAME=VALUE")]
+    pub thresholds: Vec<String>,
+    /// A TOML file with a `[thresholds]` table of NAME = number. Default:
+    /// /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
 impl Default for CheckArgs {
     fn default() -> Self {
         CheckArgs {
@@ -305,8 +296,7 @@ impl Default for CheckArgs {
             interval: DEFAULT_INTERVAL_S,
             verbose: false,
             procs: NoProcs::default(),
-            thresholds: Vec::new(),
-            config: None,
+            limits: ThresholdArgs::default(),
             kernel_log: None,
             sysctl_out: None,
         }
@@ -446,13 +436,8 @@ pub struct ServeArgs {
     /// no `sockmedic_kernel_log_messages`.
     #[arg(long)]
     pub no_kernel_log: bool,
-    /// Change a threshold (`close-wait.warning=50`); repeatable, as for `check`.
-    #[arg(long = "threshold", value_name = "NAME=VALUE")]
-    pub thresholds: Vec<String>,
-    /// A TOML file with a `[thresholds]` table of NAME = number, as for `check`.
-    /// Default: /etc/sockmedic/config.toml when it exists. `--threshold` overrides it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: ThresholdArgs,
 }
 
 /// `serve --interval`: a duration as `parse_duration` reads it, 100 ms to a day.

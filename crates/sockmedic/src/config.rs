@@ -1,19 +1,19 @@
-//! The thresholds of `check` and `pcap`: the defaults, then the config file's
+//! The thresholds of every command that diagnoses: the defaults, then the config file's
 //! `[thresholds]` table, then each `--threshold NAME=VALUE`.
 
-use crate::cli::{CheckArgs, DEFAULT_CONFIG};
+use crate::cli::{ThresholdArgs, DEFAULT_CONFIG};
 use anyhow::{anyhow, bail, Result};
 use sockmedic_diagnose::{ThresholdError, Thresholds};
 use std::path::{Path, PathBuf};
 
-/// The thresholds `check` runs with. Any error is one line naming the file or
-/// flag and the problem.
-pub fn thresholds(args: &CheckArgs) -> Result<Thresholds> {
+/// The thresholds a command runs with, from its `--config` and `--threshold`s. Any
+/// error is one line naming the file or flag and the problem.
+pub fn thresholds(args: &ThresholdArgs) -> Result<Thresholds> {
     thresholds_from(args.config.as_deref(), &args.thresholds)
 }
 
 /// The same from `--config` and the `--threshold` pairs (`pcap` has both too).
-pub fn thresholds_from(config: Option<&Path>, pairs: &[String]) -> Result<Thresholds> {
+fn thresholds_from(config: Option<&Path>, pairs: &[String]) -> Result<Thresholds> {
     let mut t = Thresholds::default();
     if let Some(path) = config_path(config) {
         apply_file(&mut t, &path)?;

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub fn run(common: &Common, args: &PcapArgs) -> Result<ExitCode> {
     let filter = Filter::parse(&args.filter).map_err(|e| anyhow!("--filter {e}"))?;
-    let thresholds = crate::config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
+    let thresholds = crate::config::thresholds(&args.limits)?;
     let name = args.file.display().to_string();
     let started = std::time::Instant::now();
     let mut cap = Capture::open(&args.file).map_err(|e| anyhow!("{name}: {e}"))?;

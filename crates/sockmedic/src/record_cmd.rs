@@ -26,7 +26,7 @@ const MIN_MAX_SIZE: u64 = 1 << 20;
 const ERROR_REPEAT: Duration = Duration::from_secs(60);
 
 pub fn run(common: &Common, args: &RecordArgs) -> Result<ExitCode> {
-    let thresholds = config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
+    let thresholds = config::thresholds(&args.limits)?;
     if args.interval < MIN_INTERVAL || args.interval > MAX_INTERVAL {
         bail!(
             "--interval {}: expected between 10ms and 1h",

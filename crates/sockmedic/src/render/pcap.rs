@@ -27,7 +27,11 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
         let _ = write!(out, ", first packet {}", snap.source.taken_at);
     }
     if let (Some(a), Some(b)) = (s.first_ts_ns, s.last_ts_ns) {
-        let _ = write!(out, ", spanning {:.1} s", (b - a).max(0) as f64 / 1e9);
+        let _ = write!(
+            out,
+            ", spanning {:.1} s",
+            b.saturating_sub(a).max(0) as f64 / 1e9
+        );
     }
     if !filter.is_empty() {
         let mut terms: Vec<String> = filter.hosts.iter().map(|h| format!("host:{h}")).collect();
@@ -233,7 +237,7 @@ fn timeline(c: &Connection, style: Style) -> String {
         c.server
     );
     let t0 = c.first_ts_ns;
-    let at = |ts: i64| format!("+{:.3} s", (ts - t0) as f64 / 1e9);
+    let at = |ts: i64| format!("+{:.3} s", ts.saturating_sub(t0) as f64 / 1e9);
     let who = |r: Role| match r {
         Role::Client => "client",
         Role::Server => "server",

@@ -205,8 +205,9 @@ fn opt(v: Option<u64>) -> Cell {
     }
 }
 
-/// The states shown as columns, in this order, with their short headers.
-const COLUMNS: [(TcpState, &str); 11] = [
+/// The states shown as columns, in this order, with their short headers (`top`'s
+/// states pane uses the same).
+pub(crate) const COLUMNS: [(TcpState, &str); 11] = [
     (TcpState::Established, "ESTAB"),
     (TcpState::SynSent, "SYN-SENT"),
     (TcpState::SynRecv, "SYN-RECV"),

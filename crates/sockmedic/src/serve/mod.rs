@@ -70,7 +70,7 @@ struct State {
 pub fn run(common: &Common, args: &ServeArgs) -> Result<ExitCode> {
     exit_on_panic();
     raise_nofile();
-    let thresholds = config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
+    let thresholds = config::thresholds(&args.limits)?;
     let options = CollectOptions {
         mode: crate::dump_mode(&args.procs),
         processes: !args.procs.no_procs,

@@ -43,7 +43,7 @@ pub fn run(common: &Common, args: &TopArgs) -> Result<ExitCode> {
     if common.from.is_some() {
         bail!("--from does not apply to top (it watches this host live): use `sockmedic check --from`");
     }
-    let thresholds = config::thresholds_from(args.config.as_deref(), &args.thresholds)?;
+    let thresholds = config::thresholds(&args.limits)?;
     if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&args.interval) {
         bail!(
             "--interval {}: expected between 100ms and 1h",

@@ -19,19 +19,7 @@ pub const HISTORY: usize = 120;
 
 /// The states of the states pane, in `ss` order, with their short labels (the same
 /// columns `stat` shows).
-pub const STATES: [(TcpState, &str); 11] = [
-    (TcpState::Established, "ESTAB"),
-    (TcpState::SynSent, "SYN-SENT"),
-    (TcpState::SynRecv, "SYN-RECV"),
-    (TcpState::FinWait1, "FIN-WAIT-1"),
-    (TcpState::FinWait2, "FIN-WAIT-2"),
-    (TcpState::TimeWait, "TIME-WAIT"),
-    (TcpState::CloseWait, "CLOSE-WAIT"),
-    (TcpState::LastAck, "LAST-ACK"),
-    (TcpState::Closing, "CLOSING"),
-    (TcpState::Listen, "LISTEN"),
-    (TcpState::BoundInactive, "BOUND"),
-];
+pub const STATES: [(TcpState, &str); 11] = crate::render::stat::COLUMNS;
 
 /// The refresh intervals `+` and `-` step through.
 pub const INTERVAL_STEPS: [Duration; 9] = [
