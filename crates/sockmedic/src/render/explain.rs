@@ -86,20 +86,6 @@ mod tests {
     /// The README's "Thresholds" table is THRESHOLDS, line for line.
     #[test]
     fn readme_thresholds_table_matches_the_catalog() {
-        let readme = include_str!("../../../../README.md");
-        let want = super::thresholds_markdown();
-        let first = want.lines().next().unwrap();
-        let start = readme
-            .find(first)
-            .expect("README.md has no thresholds table (its header line)");
-        let got: String = readme[start..]
-            .lines()
-            .take_while(|l| l.starts_with('|'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(
-            got, want,
-            "README.md's thresholds table disagrees with THRESHOLDS; replace it with:\n{want}"
-        );
+        crate::render::assert_readme_table("thresholds", &super::thresholds_markdown());
     }
 }

@@ -1448,20 +1448,6 @@ mod tests {
     /// The README's metrics table is METRICS and NETSTAT, line for line.
     #[test]
     fn readme_metrics_table_matches_the_definitions() {
-        let readme = include_str!("../../../../README.md");
-        let want = markdown_table();
-        let first = want.lines().next().unwrap();
-        let start = readme
-            .find(first)
-            .expect("README.md has no metrics table (its header line)");
-        let got: String = readme[start..]
-            .lines()
-            .take_while(|l| l.starts_with('|'))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(
-            got, want,
-            "README.md's metrics table disagrees with METRICS; replace it with:\n{want}"
-        );
+        crate::render::assert_readme_table("metrics", &markdown_table());
     }
 }
