@@ -126,6 +126,27 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// Test support: the README's table that starts with `want`'s header line must be
+/// `want`, line for line (tables generated from a definition in code: thresholds,
+/// metrics). A mismatch prints the table to paste.
+#[cfg(test)]
+pub(crate) fn assert_readme_table(what: &str, want: &str) {
+    let readme = include_str!("../../../../README.md");
+    let first = want.lines().next().unwrap_or_default();
+    let start = readme
+        .find(first)
+        .unwrap_or_else(|| panic!("README.md has no {what} table (its header line)"));
+    let got: String = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        got, want,
+        "README.md's {what} table disagrees with the code; replace it with:\n{want}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,25 +194,4 @@ mod tests {
         assert_eq!(super::wrap("", 6), Vec::<String>::new());
         assert_eq!(super::wrap("abcdefgh ij", 4), ["abcdefgh", "ij"]);
     }
-}
-
-/// Test support: the README's table that starts with `want`'s header line must be
-/// `want`, line for line (tables generated from a definition in code: thresholds,
-/// metrics). A mismatch prints the table to paste.
-#[cfg(test)]
-pub(crate) fn assert_readme_table(what: &str, want: &str) {
-    let readme = include_str!("../../../../README.md");
-    let first = want.lines().next().unwrap_or_default();
-    let start = readme
-        .find(first)
-        .unwrap_or_else(|| panic!("README.md has no {what} table (its header line)"));
-    let got: String = readme[start..]
-        .lines()
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_eq!(
-        got, want,
-        "README.md's {what} table disagrees with the code; replace it with:\n{want}"
-    );
 }
