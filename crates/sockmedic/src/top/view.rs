@@ -689,6 +689,12 @@ struct ProcCol {
     cell: fn(&ProcRow) -> (String, Level),
 }
 
+/// A count that is a symptom whenever it is not zero (CLOSE-WAIT, unhashed sockets).
+fn warn_if_any(n: u64) -> (String, Level) {
+    let level = if n > 0 { Level::Warn } else { Level::Dim };
+    (num(n), level)
+}
+
 fn proc_cols(group: bool) -> Vec<ProcCol> {
     vec![
         ProcCol {
@@ -737,14 +743,7 @@ fn proc_cols(group: bool) -> Vec<ProcCol> {
             align: R,
             prio: 5,
             sort: Some(ProcSort::CloseWait),
-            cell: |r| {
-                let l = if r.close_wait > 0 {
-                    Level::Warn
-                } else {
-                    Level::Dim
-                };
-                (num(r.close_wait), l)
-            },
+            cell: |r| warn_if_any(r.close_wait),
         },
         ProcCol {
             head: "UNHASH",
@@ -752,14 +751,7 @@ fn proc_cols(group: bool) -> Vec<ProcCol> {
             align: R,
             prio: 7,
             sort: Some(ProcSort::Unhashed),
-            cell: |r| {
-                let l = if r.unhashed > 0 {
-                    Level::Warn
-                } else {
-                    Level::Dim
-                };
-                (num(r.unhashed), l)
-            },
+            cell: |r| warn_if_any(r.unhashed),
         },
         ProcCol {
             head: "FDS/LIMIT",
