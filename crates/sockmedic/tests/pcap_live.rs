@@ -109,6 +109,30 @@ fn proc_tcp(ns: &TestNetns) -> Vec<ProcTcp> {
         .collect()
 }
 
+/// Waits (20 s at most) until exactly `n` sockets in `state` match `pick`, each
+/// having retransmitted its FIN at least `times` times; returns them.
+fn wait_retransmitting(
+    ns: &TestNetns,
+    state: u8,
+    n: usize,
+    times: u32,
+    pick: impl Fn(&ProcTcp) -> bool,
+) -> Vec<ProcTcp> {
+    wait_for(
+        &format!("{n} sockets in state {state} retransmitting their FIN {times} times"),
+        20,
+        || {
+            let rows = in_state(&proc_tcp(ns), state, &pick);
+            let least = rows.iter().map(|r| r.retransmits).min();
+            let seen = (rows.len(), least);
+            (
+                (rows.len() == n && least >= Some(times)).then_some(rows),
+                seen,
+            )
+        },
+    )
+}
+
 fn in_state(rows: &[ProcTcp], state: u8, f: impl Fn(&ProcTcp) -> bool) -> Vec<ProcTcp> {
     rows.iter()
         .filter(|r| r.state == state && f(r))
@@ -899,16 +923,8 @@ fn fin_wait_1_capture_is_tsharks_and_a_teardown_stall_towards_the_server() {
             "output",
         ],
     );
-    let clients = wait_for(
-        "every FIN-WAIT-1 client retransmitting its FIN 3 times",
-        20,
-        || {
-            let fw1 = in_state(&proc_tcp(&ns), FIN_WAIT_1, |r| r.remote == server);
-            let least = fw1.iter().map(|r| r.retransmits).min();
-            let done = fw1.len() == N && least >= Some(3);
-            (done.then(|| ports(&fw1, |r| r.local)), (fw1.len(), least))
-        },
-    );
+    let fw1 = wait_retransmitting(&ns, FIN_WAIT_1, N, 3, |r| r.remote == server);
+    let clients = ports(&fw1, |r| r.local);
     let (kept, lifted) = clients.split_at(N / 2);
     // One transaction: the drop stays for `kept` only.
     ns.nft(&format!(
@@ -1010,16 +1026,8 @@ fn last_ack_capture_is_tsharks_and_a_teardown_stall_of_the_listener() {
             "output",
         ],
     );
-    let clients = wait_for(
-        "every LAST-ACK socket retransmitting its FIN 3 times",
-        20,
-        || {
-            let la = in_state(&proc_tcp(&ns), LAST_ACK, |r| r.local == listener);
-            let least = la.iter().map(|r| r.retransmits).min();
-            let done = la.len() == N && least >= Some(3);
-            (done.then(|| ports(&la, |r| r.remote)), (la.len(), least))
-        },
-    );
+    let la = wait_retransmitting(&ns, LAST_ACK, N, 3, |r| r.local == listener);
+    let clients = ports(&la, |r| r.remote);
     let (kept, lifted) = clients.split_at(N / 2);
     ns.nft(&format!(
         "add table inet smpcaplive\n\
@@ -1262,18 +1270,7 @@ fn last_ack_with_final_acks_lost_after_the_capture_point_is_a_teardown_stall() {
             "input",
         ],
     );
-    wait_for(
-        "every LAST-ACK socket retransmitting its FIN twice",
-        20,
-        || {
-            let la = in_state(&proc_tcp(&ns), LAST_ACK, |r| r.local == listener);
-            let least = la.iter().map(|r| r.retransmits).min();
-            (
-                (la.len() == N && least >= Some(2)).then_some(()),
-                (la.len(), least),
-            )
-        },
-    );
+    wait_retransmitting(&ns, LAST_ACK, N, 2, |r| r.local == listener);
     let stats = dump.stop(&ns);
     let (report, _) = pcap_report(&file);
     let truth = assert_capture_is_tsharks("LAST-ACK, input hook", &file, &report, stats);
@@ -1312,14 +1309,7 @@ fn fin_retransmitted_with_unacknowledged_data_is_a_fin_retransmission() {
             "100",
         ],
     );
-    wait_for("every client retransmitting 3 times", 20, || {
-        let fw1 = in_state(&proc_tcp(&ns), FIN_WAIT_1, |r| r.remote == server);
-        let least = fw1.iter().map(|r| r.retransmits).min();
-        (
-            (fw1.len() == N && least >= Some(3)).then_some(()),
-            (fw1.len(), least),
-        )
-    });
+    wait_retransmitting(&ns, FIN_WAIT_1, N, 3, |r| r.remote == server);
     let stats = dump.stop(&ns);
     let (report, _) = pcap_report(&file);
     let truth = assert_capture_is_tsharks("FIN-WAIT-1 with data", &file, &report, stats);
