@@ -62,8 +62,9 @@ export LC_ALL=C
 TICK=$(getconf CLK_TCK)
 WARMUP=5
 
-log() { printf '[record %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+BENCH_NAME=record
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 TMP=$(mktemp -d /tmp/sockmedic-bench-record.XXXXXX)
 PID=

@@ -63,28 +63,13 @@ FLOOR=$OUTDIR/floor
 FDLOOP=$OUTDIR/fdloop
 export LC_ALL=C # the same sort order and number format on every machine
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 [[ $EUID -eq 0 ]] || die "needs root (network namespaces, sock_diag of every socket)"
 
 # ---------------------------------------------------------------- tools
-APT_UPDATED=0
-apt_install() {
-	command -v apt-get >/dev/null || die "missing $* and no apt-get to install it"
-	if [[ $APT_UPDATED == 0 ]]; then
-		log "apt-get update"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update"
-		APT_UPDATED=1
-	fi
-	log "apt-get install $*"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 ||
-		die "apt-get install $*"
-}
-need() { # need COMMAND-OR-PATH PACKAGE
-	if [[ $1 == /* ]]; then [[ -x $1 ]] && return; else command -v "$1" >/dev/null && return; fi
-	apt_install "$2"
-}
 need ip iproute2
 need ss iproute2
 need hyperfine hyperfine

@@ -60,21 +60,11 @@ SM=${CARGO_TARGET_DIR:-$ROOT/target}/release/sockmedic
 HOLDER=$OUTDIR/holder
 export LC_ALL=C
 
-log() { printf '[serve-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+BENCH_NAME=serve-bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 [[ $EUID -eq 0 ]] || die "needs root (network namespaces, every socket's process)"
 
-APT_UPDATED=0
-need() { # need COMMAND PACKAGE
-	command -v "$1" >/dev/null && return
-	command -v apt-get >/dev/null || die "missing $1 and no apt-get to install $2"
-	if [[ $APT_UPDATED == 0 ]]; then
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update"
-		APT_UPDATED=1
-	fi
-	log "apt-get install $2"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >&2 || die "apt-get install $2"
-}
 need ip iproute2
 need curl curl
 need hyperfine hyperfine
