@@ -19,7 +19,7 @@ pub use rates::rates;
 pub use thresholds::{ThresholdDef, ThresholdError, Thresholds, THRESHOLDS};
 
 use context::Ctx;
-use sockmedic_model::{Finding, KernelMessage, Rates, Skipped, Snapshot};
+use sockmedic_model::{Finding, KernelMessage, Rates, Report, Skipped, Snapshot};
 
 /// What the catalog concluded about one snapshot.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,6 +30,19 @@ pub struct Diagnosis {
     pub skipped: Vec<Skipped>,
     /// Counter rates between `prev` and the snapshot, when there was a `prev`.
     pub rates: Option<Rates>,
+}
+
+impl Diagnosis {
+    /// The report of `snapshot` with this diagnosis of it: its findings, the checks
+    /// skipped and the rates.
+    pub fn into_report(self, snapshot: Snapshot) -> Report {
+        Report {
+            findings: self.findings,
+            skipped: self.skipped,
+            rates: self.rates,
+            ..Report::new(snapshot, Vec::new())
+        }
+    }
 }
 
 /// Runs every rule of the catalog on `snap`. `prev` is an earlier snapshot of the

@@ -10,7 +10,7 @@ use crate::{
 use anyhow::{bail, Result};
 use sockmedic_collect::{collect, CollectOptions, DumpMode};
 use sockmedic_diagnose::diagnose;
-use sockmedic_model::{Report, Severity};
+use sockmedic_model::Severity;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -61,17 +61,11 @@ pub fn run(common: &Common, args: &CheckArgs) -> Result<ExitCode> {
         snap.missing.extend(missing);
     }
 
-    let d = diagnose(&snap, prev.as_ref(), &thresholds);
+    let report = diagnose(&snap, prev.as_ref(), &thresholds).into_report(snap);
     if let Some(path) = &args.sysctl_out {
-        sysctl_out::write(path, &snap, &d.findings)?;
+        sysctl_out::write(path, &report.snapshot, &report.findings)?;
     }
-    let code = exit_code(d.findings.iter().map(|f| f.severity).max());
-    let report = Report {
-        findings: d.findings,
-        skipped: d.skipped,
-        rates: d.rates,
-        ..Report::new(snap, Vec::new())
-    };
+    let code = exit_code(report.findings.iter().map(|f| f.severity).max());
     if common.json {
         write_json(&report)?;
     } else {

@@ -210,13 +210,7 @@ impl Recorder<'_> {
         } else if let Some(p) = &self.procs {
             snap.processes = p.clone();
         }
-        let d = diagnose(&snap, self.prev.as_ref(), &self.thresholds);
-        let report = Report {
-            findings: d.findings,
-            skipped: d.skipped,
-            rates: d.rates,
-            ..Report::new(snap, Vec::new())
-        };
+        let report = diagnose(&snap, self.prev.as_ref(), &self.thresholds).into_report(snap);
         Ok(Cycle {
             ts_ms: started
                 .duration_since(SystemTime::UNIX_EPOCH)

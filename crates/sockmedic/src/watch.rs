@@ -140,13 +140,7 @@ pub fn collect_cycle(cfg: &WatchConfig, prev: Option<&Snapshot>) -> Result<(Snap
         snap.kernel_log = log;
         snap.missing.extend(missing);
     }
-    let d = diagnose(&snap, prev, &cfg.thresholds);
-    let report = Report {
-        findings: d.findings,
-        skipped: d.skipped,
-        rates: d.rates,
-        ..Report::new(snap.clone(), Vec::new())
-    };
+    let report = diagnose(&snap, prev, &cfg.thresholds).into_report(snap.clone());
     Ok((snap, report))
 }
 
