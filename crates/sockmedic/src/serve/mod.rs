@@ -242,7 +242,9 @@ fn worker(state: &State, server: &tiny_http::Server, wake: &signal_hook::iterato
             Err(e) => {
                 let mut failed = state.failed.lock().unwrap_or_else(|e| e.into_inner());
                 if failed.is_none() {
-                    eprintln!("sockmedic serve: accepting connections failed: {e}");
+                    eprintln!(
+                        "sockmedic serve: accepting connections failed: {e}: exiting so that a supervisor starts a new one"
+                    );
                     *failed = Some(format!("accepting connections failed: {e}"));
                 }
                 drop(failed);
