@@ -12,7 +12,7 @@ pub mod report;
 pub mod summary;
 
 pub use conn::{analyze, analyze_with, Analyzer, Config};
-pub use decode::{flags, tcp_segment, Skip, TcpSegment};
+pub use decode::{flags, tcp_segment, Skip, TcpSegment, Tunnel};
 pub use filter::Filter;
 pub use read::{Capture, Error, Packet, Packets};
 pub use report::{capture_section, findings};

@@ -132,6 +132,7 @@ fn wild_timestamps_do_not_overflow() {
         flags: f,
         window: 1000,
         payload_len: 0,
+        tunnel: None,
     };
     let mut a = Analyzer::new(Config::default());
     a.segment(i64::MIN, &seg(true, 1, 0, flags::SYN));

@@ -2,14 +2,14 @@
 //! pcap-parser), vendored in `tests/fixtures/public/` (see ORIGIN.md there), against the
 //! results those suites publish and against tshark's, both in `expected.tsv`.
 //!
-//! Where sockmedic and a referee legitimately differ (a tunnel, a first fragment, a link
-//! type sockmedic does not decode...), the capture is left out of the table-wide tests
+//! Where sockmedic and a referee legitimately differ (a first fragment, a pcap variant
+//! sockmedic refuses...), the capture is left out of the table-wide tests
 //! and has its own test saying what sockmedic does instead and why.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use sockmedic_capture::{analyze, tcp_segment, Capture, Config, Error, Skip};
+use sockmedic_capture::{analyze, tcp_segment, Capture, Config, Error, Skip, Tunnel};
 
 fn public(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,6 +39,7 @@ struct Frame {
     linktype: u32,
     interface: u32,
     decoded: Result<u8, Skip>,
+    tunnel: Option<Tunnel>,
 }
 
 /// The one place that calls the crate's reader and analysis. `open` is called twice:
@@ -63,6 +64,9 @@ fn run_capture(open: impl Fn() -> Result<Capture, Error>) -> Got {
                     linktype: p.linktype,
                     interface: p.interface,
                     decoded: tcp_segment(p.linktype, p.data).map(|seg| seg.flags),
+                    tunnel: tcp_segment(p.linktype, p.data)
+                        .ok()
+                        .and_then(|seg| seg.tunnel),
                 })
             },
             |_| {},
@@ -143,16 +147,12 @@ fn row(file: &str) -> Row {
 /// its own test below.
 const NOT_AS_PUBLISHED: &[&str] = &[
     "rpki-rtr-oobr.pcap",   // a first fragment: tcpdump prints its TCP header
-    "geneve.pcap",          // tcpdump prints the TCP inside the Geneve tunnel
-    "bgp_vpn_attrset.pcap", // PPP, a link type sockmedic does not decode
     "modified-format.pcap", // the "modified" pcap format, which sockmedic refuses
 ];
 
 /// Captures whose tshark figures sockmedic does not reproduce; each has its own test.
 const NOT_AS_TSHARK: &[&str] = &[
     "rpki-rtr-oobr.pcap",
-    "geneve.pcap",
-    "bgp_vpn_attrset.pcap",
     "modified-format.pcap",
     "test017-le.pcapng",           // tshark shows custom blocks as records
     "err-buffertoosmall.pcapng",   // a FIN whose original was not captured
@@ -232,6 +232,9 @@ const CRAFTED_TIME: &[&str] = &[
     "tcp-auth-heapoverflow.pcap",
     "tcp_header_heapoverflow.pcap",
     "rpki-rtr-oobr.pcap",
+    "gre-heapoverflow-1.pcap",
+    "gre-heapoverflow-2.pcap",
+    "mpls-label-heapoverflow.pcap",
 ];
 
 /// First and last timestamps: byte orders, µs / ns, pcapng's if_tsresol, sections.
@@ -343,25 +346,49 @@ fn first_fragments_are_left_out() {
     assert_eq!(g.frames[0].decoded, Err(Skip::Fragment));
 }
 
-/// tcpdump and tshark count the TCP inside Geneve (UDP 6081); sockmedic stops at UDP.
+/// TCP inside Geneve (UDP 6081), as tcpdump and tshark count it: every TCP segment
+/// there is found in the tunnel, and nothing else is.
 #[test]
-fn tunnelled_tcp_is_left_out() {
+fn tcp_inside_geneve_is_decoded() {
     let r = row("geneve.pcap");
     assert_eq!(r.published, [39, 33, 2, 0, 0].map(Some));
-    assert_eq!(r.tshark[..3], [39, 33, 2]);
     let g = run("geneve.pcap");
-    assert_eq!(figures(&g), [39, 0, 0, 0, 0, 0]);
-    assert!(g.frames.iter().all(|f| f.decoded == Err(Skip::NotTcp)));
+    assert_eq!(figures(&g), r.tshark);
+    let tunnels: Vec<_> = g.frames.iter().filter_map(|f| f.tunnel).collect();
+    assert_eq!(tunnels, vec![Tunnel::Geneve; 33]);
 }
 
-/// PPP (LINKTYPE 9) is not among the link types sockmedic decodes: counted, not decoded.
+/// PPP (LINKTYPE 9), then MPLS under PPP: decoded down to the TCP, which is not in a
+/// tunnel; the LSP pings beside it are UDP.
 #[test]
-fn unsupported_link_types_are_counted_not_decoded() {
-    let r = row("bgp_vpn_attrset.pcap");
-    assert_eq!(r.published[..2], [Some(1), Some(1)]);
-    let g = run("bgp_vpn_attrset.pcap");
-    assert_eq!(figures(&g), [1, 0, 0, 0, 0, 0]);
-    assert_eq!(g.frames[0].decoded, Err(Skip::LinkType(9)));
+fn tcp_under_ppp_and_mpls_is_decoded() {
+    for (file, tcp) in [("bgp_vpn_attrset.pcap", 1), ("lspping-fec-ldp.pcap", 3)] {
+        let r = row(file);
+        assert_eq!(r.published[1], Some(tcp), "{file}");
+        let g = run(file);
+        assert_eq!(figures(&g), r.tshark, "{file}");
+        assert!(g.frames.iter().all(|f| f.linktype == 9), "{file}");
+        assert!(g.frames.iter().all(|f| f.tunnel.is_none()), "{file}");
+    }
+}
+
+/// VXLAN, VXLAN-GPE carrying NSH, and crafted GRE and MPLS headers (tcpdump's tests for
+/// out-of-bounds reads): no TCP inside, none invented, nothing read out of bounds.
+#[test]
+fn tunnels_without_tcp_give_no_segments() {
+    for file in [
+        "vxlan.pcap",
+        "nsh-over-vxlan-gpe.pcap",
+        "gre-heapoverflow-1.pcap",
+        "gre-heapoverflow-2.pcap",
+        "mpls-label-heapoverflow.pcap",
+    ] {
+        let r = row(file);
+        let g = run(file);
+        assert_eq!(r.tshark[1], 0, "{file}");
+        assert_eq!(figures(&g), r.tshark, "{file}");
+        assert!(g.frames.iter().all(|f| f.decoded.is_err()), "{file}");
+    }
 }
 
 /// pcapng Custom Blocks (and ones not to be copied) are not packets; tshark lists them
