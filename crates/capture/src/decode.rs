@@ -107,6 +107,23 @@ impl Tunnel {
         Tunnel::IpInIp,
     ];
 
+    /// Its place in [`Tunnel::ALL`] (and in per-kind counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name people know it by, for text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tunnel::Vxlan => "VXLAN",
+            Tunnel::VxlanGpe => "VXLAN-GPE",
+            Tunnel::Geneve => "Geneve",
+            Tunnel::Gre => "GRE",
+            Tunnel::Erspan => "ERSPAN",
+            Tunnel::IpInIp => "IP in IP",
+        }
+    }
+
     /// The name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {

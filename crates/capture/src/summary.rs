@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::decode::Tunnel;
+
 /// Which end of a connection did something, by who sent the SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -202,6 +204,10 @@ pub struct Summary {
     pub syn_packets: u64,
     pub fin_packets: u64,
     pub rst_packets: u64,
+    /// TCP packets found inside a tunnel, in all and per kind (indexed by
+    /// [`Tunnel::index`]).
+    pub tunneled_packets: u64,
+    pub by_tunnel: [u64; Tunnel::ALL.len()],
     /// FINs that repeat a FIN's sequence number (`tcp.flags.fin==1 &&
     /// tcp.analysis.retransmission`).
     pub fin_retransmissions: u64,

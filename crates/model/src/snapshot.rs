@@ -79,6 +79,13 @@ pub struct Capture {
     pub closing_at_end: u64,
     #[serde(default)]
     pub open_at_end: u64,
+    /// TCP packets found inside a tunnel (VXLAN, Geneve, GRE, ERSPAN, IP in IP), and
+    /// per kind (`vxlan`, `vxlan-gpe`, `geneve`, `gre`, `erspan`, `ipip`; kinds
+    /// without packets left out). Each is analysed by its inner addresses and ports.
+    #[serde(default)]
+    pub tunneled_packets: u64,
+    #[serde(default)]
+    pub tunnels: BTreeMap<String, u64>,
     /// Server endpoints (the side that got the SYN) whose closes stalled most, worst
     /// first: the remote endpoints of a capture taken on a client, the local ones of a
     /// capture taken on a server.

@@ -2,7 +2,7 @@
 //! the slowest teardowns with their timelines, and the endpoints whose closes stall.
 
 use super::table::{cell, num, Align, Style, Table, Tone};
-use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary};
+use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary, Tunnel};
 use sockmedic_model::Report;
 use std::fmt::Write;
 
@@ -46,7 +46,7 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
         ("packets", Align::Right),
         ("share", Align::Right),
     ]);
-    let rows = [
+    let mut rows: Vec<(String, u64, u64)> = [
         ("all", s.packets, s.packets),
         ("TCP", s.tcp_packets, s.packets),
         ("SYN", s.syn_packets, s.tcp_packets),
@@ -61,10 +61,25 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
         ("RST", s.rst_packets, s.tcp_packets),
         ("data retransmitted", s.data_retransmissions, s.tcp_packets),
         ("zero window", s.zero_windows, s.tcp_packets),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, n, of)| (name.to_string(), n, of))
+    .collect();
+    // TCP found inside tunnels, per kind, right below all TCP.
+    let inside = Tunnel::ALL
+        .iter()
+        .filter(|t| s.by_tunnel[t.index()] > 0)
+        .map(|t| {
+            (
+                format!("  inside {}", t.label()),
+                s.by_tunnel[t.index()],
+                s.tcp_packets,
+            )
+        });
+    rows.splice(2..2, inside);
     for (name, n, of) in rows {
         t.row(vec![
-            cell(name, Tone::Plain),
+            cell(&name, Tone::Plain),
             cell(num(n), Tone::Plain),
             cell(share(n, of), Tone::Dim),
         ]);
