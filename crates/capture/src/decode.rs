@@ -1,6 +1,8 @@
-//! From a captured frame to its TCP header. Everything borrows from the frame; a packet
-//! cut short by the snaplen is used as far as its headers go, and the TCP payload length
-//! comes from the IP length fields (what was sent), not from what was captured.
+//! From a captured frame to its TCP header, through VLAN tags, MPLS, PPP and PPPoE and
+//! the tunnels of [`Tunnel`] (VXLAN, Geneve, GRE, ERSPAN, IP in IP), to the innermost
+//! TCP. Everything borrows from the frame; a packet cut short by the snaplen is used as
+//! far as its headers go, and the TCP payload length comes from the IP length fields
+//! (what was sent), not from what was captured.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
