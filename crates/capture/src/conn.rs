@@ -283,7 +283,6 @@ impl Analyzer {
         sum.fin_packets += u64::from(fin);
         sum.rst_packets += u64::from(rst);
         if let Some(t) = seg.tunnel {
-            sum.tunneled_packets += 1;
             sum.by_tunnel[t.index()] += 1;
         }
         self.fold_lingering(ts);

@@ -266,7 +266,7 @@ impl Decoder {
         } else {
             (be16(b, 0).ok_or(Skip::Truncated)?, 2)
         };
-        let next = &b[at.min(b.len())..];
+        let next = b.get(at..).ok_or(Skip::Truncated)?;
         match protocol {
             0x0021 => self.ipv4(next),
             0x0057 => self.ipv6(next),

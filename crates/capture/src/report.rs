@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use sockmedic_diagnose::Thresholds;
 use sockmedic_model::{self as model, Finding, Remedy, Severity, Subject};
 
-use crate::decode::Tunnel;
 use crate::summary::{Aggregate, Connection, EventKind, Role, Summary};
 
 /// `ip:port`, `[v6]:port`, as everywhere in the report.
@@ -38,11 +37,10 @@ pub fn capture_section(s: &Summary, top: usize) -> model::Capture {
         syn_unanswered: s.syn_unanswered,
         closing_at_end: s.closing_at_end,
         open_at_end: s.open_at_end,
-        tunneled_packets: s.tunneled_packets,
-        tunnels: Tunnel::ALL
-            .iter()
-            .filter(|t| s.by_tunnel[t.index()] > 0)
-            .map(|t| (t.name().to_string(), s.by_tunnel[t.index()]))
+        tunneled_packets: s.tunneled_packets(),
+        tunnels: s
+            .tunnels()
+            .map(|(t, n)| (t.name().to_string(), n))
             .collect(),
         top_stalled: s
             .top_stalled(top)

@@ -204,9 +204,7 @@ pub struct Summary {
     pub syn_packets: u64,
     pub fin_packets: u64,
     pub rst_packets: u64,
-    /// TCP packets found inside a tunnel, in all and per kind (indexed by
-    /// [`Tunnel::index`]).
-    pub tunneled_packets: u64,
+    /// TCP packets found inside a tunnel, per kind (indexed by [`Tunnel::index`]).
     pub by_tunnel: [u64; Tunnel::ALL.len()],
     /// FINs that repeat a FIN's sequence number (`tcp.flags.fin==1 &&
     /// tcp.analysis.retransmission`).
@@ -233,6 +231,19 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// TCP packets found inside a tunnel, of any kind.
+    pub fn tunneled_packets(&self) -> u64 {
+        self.by_tunnel.iter().sum()
+    }
+
+    /// The tunnel kinds that held TCP, with their packets, in [`Tunnel::ALL`]'s order.
+    pub fn tunnels(&self) -> impl Iterator<Item = (Tunnel, u64)> + '_ {
+        Tunnel::ALL
+            .into_iter()
+            .map(|t| (t, self.by_tunnel[t.index()]))
+            .filter(|(_, n)| *n > 0)
+    }
+
     /// The `n` server endpoints whose closes stall most (see [`ranked`]).
     pub fn top_stalled(&self, n: usize) -> Vec<(SocketAddr, Aggregate)> {
         ranked(&self.by_server, n)

@@ -59,14 +59,13 @@ fn run_capture(open: impl Fn() -> Result<Capture, Error>) -> Got {
     if let Ok(mut cap) = open() {
         let _ = cap.for_each_packet(
             |p| {
+                let decoded = tcp_segment(p.linktype, p.data);
                 frames.push(Frame {
                     ts_ns: p.ts_ns,
                     linktype: p.linktype,
                     interface: p.interface,
-                    decoded: tcp_segment(p.linktype, p.data).map(|seg| seg.flags),
-                    tunnel: tcp_segment(p.linktype, p.data)
-                        .ok()
-                        .and_then(|seg| seg.tunnel),
+                    decoded: decoded.map(|seg| seg.flags),
+                    tunnel: decoded.ok().and_then(|seg| seg.tunnel),
                 })
             },
             |_| {},

@@ -2,7 +2,7 @@
 //! the slowest teardowns with their timelines, and the endpoints whose closes stall.
 
 use super::table::{cell, num, Align, Style, Table, Tone};
-use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary, Tunnel};
+use sockmedic_capture::{Aggregate, Connection, EventKind, Filter, Outcome, Role, Summary};
 use sockmedic_model::Report;
 use std::fmt::Write;
 
@@ -66,16 +66,9 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
     .map(|(name, n, of)| (name.to_string(), n, of))
     .collect();
     // TCP found inside tunnels, per kind, right below all TCP.
-    let inside = Tunnel::ALL
-        .iter()
-        .filter(|t| s.by_tunnel[t.index()] > 0)
-        .map(|t| {
-            (
-                format!("  inside {}", t.label()),
-                s.by_tunnel[t.index()],
-                s.tcp_packets,
-            )
-        });
+    let inside = s
+        .tunnels()
+        .map(|(t, n)| (format!("  inside {}", t.label()), n, s.tcp_packets));
     rows.splice(2..2, inside);
     for (name, n, of) in rows {
         t.row(vec![
