@@ -1,6 +1,7 @@
 # bench/lib.sh: what every benchmark script needs, sourced after it sets BENCH_NAME:
-# log and die (on stderr, stamped with the script's name and the time), and `need`,
-# which installs a missing tool from Debian's packages (the scripts run as root).
+# log and die (on stderr, stamped with the script's name and the time), `need`, which
+# installs a missing tool from Debian's packages (the scripts run as root), the
+# network namespace helpers, and the summary of a command's hyperfine rounds.
 
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -21,4 +22,30 @@ apt_install() {
 need() { # need COMMAND-OR-PATH PACKAGE
 	if [[ $1 == /* ]]; then [[ -x $1 ]] && return; else command -v "$1" >/dev/null && return; fi
 	apt_install "$2"
+}
+
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+teardown_ns() { # teardown_ns NAME: kill whatever still lives in it, then delete it
+	local ns=$1 pids i
+	ns_exists "$ns" || return 0
+	for i in 1 2 3 4 5; do
+		pids=$(ip netns pids "$ns" 2>/dev/null || true)
+		[[ -z $pids ]] && break
+		kill -KILL $pids 2>/dev/null || true
+		sleep 0.5
+	done
+	ip netns del "$ns" 2>/dev/null || true
+}
+
+# summarize_rounds DIR ID LABEL: DIR/ID.r*.json (one hyperfine run each) into
+# DIR/ID.json: median, min, max of wall time; median of user+sys CPU time.
+summarize_rounds() {
+	local dir=$1 id=$2 label=$3
+	jq -s --arg name "$label" '
+		def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+		[.[].results[0]] as $r
+		| { command: $name, runs: ($r | length), times: [$r[].times[0]],
+		    median: ([$r[].times[0]] | median), min: ([$r[].times[0]] | min), max: ([$r[].times[0]] | max),
+		    cpu: ([$r[] | .user + .system] | median) }' "$dir/$id".r*.json >"$dir/$id.json" ||
+		die "summarising $id"
 }

@@ -103,18 +103,6 @@ need fincore util-linux
 # ---------------------------------------------------------------- cleanup
 NSC=smpcap-c-$$ NSS=smpcap-s-$$ # client (the captured host) and server namespaces
 PIDS=()                         # background processes of this run
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
-teardown_ns() {
-	local ns=$1 pids i
-	ns_exists "$ns" || return 0
-	for i in 1 2 3 4 5; do
-		pids=$(ip netns pids "$ns" 2>/dev/null || true)
-		[[ -z $pids ]] && break
-		kill -KILL $pids 2>/dev/null || true
-		sleep 0.3
-	done
-	ip netns del "$ns" 2>/dev/null || true
-}
 cleanup() {
 	local rc=$? p
 	set +e
@@ -370,13 +358,7 @@ done
 RES1=$(resident)
 for b in "${BENCHES[@]}"; do
 	IFS=$SEP read -r id slow shell label cmd <<<"$b"
-	jq -s --arg name "$label" '
-		def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-		[.[].results[0]] as $r
-		| { command: $name, runs: ($r | length), times: [$r[].times[0]],
-		    median: ([$r[].times[0]] | median), min: ([$r[].times[0]] | min), max: ([$r[].times[0]] | max),
-		    cpu: ([$r[] | .user + .system] | median) }' "$JSONDIR/$id".r*.json >"$JSONDIR/$id.json" ||
-		die "summarising $id"
+	summarize_rounds "$JSONDIR" "$id" "$label"
 done
 
 # Peak RSS (KiB) of each, one more run; for a pipeline: the largest process in it.

@@ -87,18 +87,6 @@ need flock util-linux
 # ---------------------------------------------------------------- cleanup
 HOLDER_PID=
 OWN_NS=0 # 1 once this run holds the lock on the name $NS: only then is it torn down
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
-teardown_ns() { # kill whatever still lives in the namespace, then delete it
-	local pids i
-	ns_exists || return 0
-	for i in 1 2 3 4 5; do
-		pids=$(ip netns pids "$NS" 2>/dev/null || true)
-		[[ -z $pids ]] && break
-		kill -KILL $pids 2>/dev/null || true
-		sleep 0.5
-	done
-	ip netns del "$NS" 2>/dev/null || true
-}
 cleanup() {
 	local rc=$? i t_down=$SECONDS
 	set +e
@@ -110,9 +98,9 @@ cleanup() {
 		kill -KILL "$HOLDER_PID" 2>/dev/null
 		wait "$HOLDER_PID" 2>/dev/null
 	fi
-	[[ $OWN_NS == 1 ]] && teardown_ns
+	[[ $OWN_NS == 1 ]] && teardown_ns "$NS"
 	log "teardown done after $((SECONDS - t_down))s"
-	if [[ $OWN_NS == 1 ]] && ns_exists; then
+	if [[ $OWN_NS == 1 ]] && ns_exists "$NS"; then
 		log "WARNING: could not delete namespace $NS"
 		[[ $rc == 0 ]] && rc=1
 	fi
@@ -173,10 +161,10 @@ if ! lock_ns "$NS"; then
 	lock_ns "$NS" || die "cannot lock $LOCKDIR/sockmedic-bench.$NS.lock"
 fi
 OWN_NS=1
-if ns_exists; then
+if ns_exists "$NS"; then
 	log "removing a stale namespace $NS (a previous run that did not finish)"
-	teardown_ns
-	ns_exists && die "namespace $NS exists and cannot be removed"
+	teardown_ns "$NS"
+	ns_exists "$NS" && die "namespace $NS exists and cannot be removed"
 fi
 log "namespace $NS: $SOCKETS sockets = $CONNS loopback connections in $PROCS processes"
 ip netns add "$NS"
@@ -206,7 +194,7 @@ log "sockstat in $NS: TCP inuse $inuse; ss -s: $(grep '^TCP:' "$OUTDIR/ss-s.txt"
 # Timings with the holders gone (someone tore the namespace down) would mean nothing.
 holders_alive() {
 	kill -0 "$HOLDER_PID" 2>/dev/null || die "the holders are gone (killed from outside?): $(tail -n 3 "$OUTDIR/holder.log")"
-	ns_exists || die "namespace $NS is gone (removed from outside?)"
+	ns_exists "$NS" || die "namespace $NS is gone (removed from outside?)"
 }
 
 # ---------------------------------------------------------------- correctness
@@ -382,13 +370,7 @@ done
 # Per command: median, min, max of wall time; median of user+sys CPU time.
 for b in "${BENCHES[@]}"; do
 	IFS=$SEP read -r id where shell label cmd <<<"$b"
-	jq -s --arg name "$label" '
-		def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-		[.[].results[0]] as $r
-		| { command: $name, runs: ($r | length), times: [$r[].times[0]],
-		    median: ([$r[].times[0]] | median), min: ([$r[].times[0]] | min), max: ([$r[].times[0]] | max),
-		    cpu: ([$r[] | .user + .system] | median) }' "$JSONDIR/$id".r*.json >"$JSONDIR/$id.json" ||
-		die "summarising $id"
+	summarize_rounds "$JSONDIR" "$id" "$label"
 done
 # Peak RSS (KiB) of each, one more run; for a pipeline: the largest process in it.
 for b in "${BENCHES[@]}"; do

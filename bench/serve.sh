@@ -74,18 +74,6 @@ need flock util-linux
 
 # ---------------------------------------------------------------- cleanup
 HOLDER_PID= SERVE_PID= OWN_NS=0
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
-teardown_ns() {
-	local pids i
-	ns_exists || return 0
-	for i in 1 2 3 4 5; do
-		pids=$(ip netns pids "$NS" 2>/dev/null || true)
-		[[ -z $pids ]] && break
-		kill -KILL $pids 2>/dev/null || true
-		sleep 0.5
-	done
-	ip netns del "$NS" 2>/dev/null || true
-}
 cleanup() {
 	local rc=$? i
 	set +e
@@ -97,8 +85,8 @@ cleanup() {
 		kill -KILL "$HOLDER_PID" 2>/dev/null
 		wait "$HOLDER_PID" 2>/dev/null
 	fi
-	[[ $OWN_NS == 1 ]] && teardown_ns
-	if [[ $OWN_NS == 1 ]] && ns_exists; then
+	[[ $OWN_NS == 1 ]] && teardown_ns "$NS"
+	if [[ $OWN_NS == 1 ]] && ns_exists "$NS"; then
 		log "WARNING: could not delete namespace $NS"
 		[[ $rc == 0 ]] && rc=1
 	fi
@@ -142,7 +130,7 @@ if ! lock_ns "$NS"; then
 	lock_ns "$NS" || die "cannot lock $NS"
 fi
 OWN_NS=1
-ns_exists && teardown_ns
+ns_exists "$NS" && teardown_ns "$NS"
 log "namespace $NS: $SOCKETS sockets in $PROCS processes"
 ip netns add "$NS"
 ip -n "$NS" link set lo up
