@@ -62,10 +62,8 @@ impl Series {
         segments: Vec<Vec<(f64, f64)>>,
     ) -> Series {
         Series {
-            label: label.into(),
-            color,
             limit: true,
-            segments,
+            ..Series::value(label, color, segments)
         }
     }
 

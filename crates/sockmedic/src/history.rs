@@ -1131,6 +1131,18 @@ mod tests {
         r
     }
 
+    /// One cycle of `r` at `ts_ms`, as `record` writes it without a process scan.
+    fn write_at(w: &mut Writer, ts_ms: i64, r: &Report) {
+        w.write(&CycleIn {
+            ts_ms,
+            duration_ms: 1.0,
+            report: r,
+            procs_scanned: false,
+            top: 10,
+        })
+        .unwrap();
+    }
+
     fn info() -> RunInfo<'static> {
         RunInfo {
             host: "h",
@@ -1164,14 +1176,7 @@ mod tests {
         ];
         for (i, (f, s)) in seq.into_iter().enumerate() {
             let r = report(f, &s);
-            w.write(&CycleIn {
-                ts_ms: 1_000_000 + i as i64 * 1000,
-                duration_ms: 1.0,
-                report: &r,
-                procs_scanned: false,
-                top: 10,
-            })
-            .unwrap();
+            write_at(&mut w, 1_000_000 + i as i64 * 1000, &r);
         }
         let rows: Vec<(i64, i64, i64, i64, String, i64)> = w
             .connection()
@@ -1231,14 +1236,7 @@ mod tests {
         ];
         for (i, f) in seq.into_iter().enumerate() {
             let r = report(f, &[]);
-            w.write(&CycleIn {
-                ts_ms: 1_000_000 + i as i64 * 1000,
-                duration_ms: 1.0,
-                report: &r,
-                procs_scanned: false,
-                top: 10,
-            })
-            .unwrap();
+            write_at(&mut w, 1_000_000 + i as i64 * 1000, &r);
         }
         let rows: Vec<(i64, String)> = w
             .connection()
@@ -1262,14 +1260,7 @@ mod tests {
         let base = 60_000 * 1000;
         for (i, n) in [5u64, 50, 7].into_iter().enumerate() {
             let r = report(vec![finding("x", "demo", Severity::Warning, n)], &[]);
-            w.write(&CycleIn {
-                ts_ms: base + i as i64 * 1000,
-                duration_ms: 1.0,
-                report: &r,
-                procs_scanned: false,
-                top: 10,
-            })
-            .unwrap();
+            write_at(&mut w, base + i as i64 * 1000, &r);
         }
         let (ts, weight): (i64, i64) = w
             .connection()
@@ -1287,14 +1278,7 @@ mod tests {
         let mut w = Writer::start(&path, &info()).unwrap();
         for i in 0..10 {
             let r = report(vec![], &[]);
-            w.write(&CycleIn {
-                ts_ms: 1_000_000 + i * 1000,
-                duration_ms: 1.0,
-                report: &r,
-                procs_scanned: false,
-                top: 10,
-            })
-            .unwrap();
+            write_at(&mut w, 1_000_000 + i * 1000, &r);
         }
         let p = w.prune(1_010_000, 5_000, u64::MAX).unwrap();
         assert_eq!(p.expired, 5);
@@ -1314,14 +1298,7 @@ mod tests {
         // Over the size cap: the oldest cycles go until the file is at 80% of it.
         for i in 10..400 {
             let r = report(vec![], &[]);
-            w.write(&CycleIn {
-                ts_ms: 1_000_000 + i * 1000,
-                duration_ms: 1.0,
-                report: &r,
-                procs_scanned: false,
-                top: 10,
-            })
-            .unwrap();
+            write_at(&mut w, 1_000_000 + i * 1000, &r);
         }
         let before = w.used_bytes().unwrap();
         let n_before: i64 = w
