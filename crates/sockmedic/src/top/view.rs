@@ -531,14 +531,9 @@ fn states(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look: 
     let show_rates = body > rows.len() && inner.height >= 3;
     let room = if show_rates { body - 1 } else { body };
     let sel = state.selected(Pane::States);
-    let offset = scroll_offset(sel, room, rows.len());
-    for (i, r) in rows.iter().enumerate().skip(offset).take(room) {
-        let mut line = state_line(r, spark_w, look);
-        if focused && i == sel {
-            line = line.patch_style(look.selected());
-        }
-        lines.push(line);
-    }
+    lines.extend(visible_lines(&rows, sel, room, focused, look, |r| {
+        state_line(r, spark_w, look)
+    }));
     if show_rates {
         while lines.len() < inner.height as usize - 1 {
             lines.push(Line::raw(""));
@@ -638,18 +633,9 @@ fn endpoints(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
     }
     let room = (inner.height as usize).saturating_sub(1);
     let sel = state.selected(Pane::Endpoints);
-    for (i, r) in rows
-        .iter()
-        .enumerate()
-        .skip(scroll_offset(sel, room, rows.len()))
-        .take(room)
-    {
-        let mut line = endpoint_line(r, &cols, look);
-        if focused && i == sel {
-            line = line.patch_style(look.selected());
-        }
-        lines.push(line);
-    }
+    lines.extend(visible_lines(&rows, sel, room, focused, look, |r| {
+        endpoint_line(r, &cols, look)
+    }));
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
@@ -886,12 +872,7 @@ fn processes(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
     }
     let room = (inner.height as usize).saturating_sub(1);
     let sel = state.selected(Pane::Processes);
-    for (i, r) in rows
-        .iter()
-        .enumerate()
-        .skip(scroll_offset(sel, room, rows.len()))
-        .take(room)
-    {
+    lines.extend(visible_lines(&rows, sel, room, focused, look, |r| {
         let cells: Vec<(String, Style)> = cols
             .iter()
             .map(|c| {
@@ -899,12 +880,8 @@ fn processes(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
                 (text, look.level(l))
             })
             .collect();
-        let mut line = row_line(&cells, &widths);
-        if focused && i == sel {
-            line = line.patch_style(look.selected());
-        }
-        lines.push(line);
-    }
+        row_line(&cells, &widths)
+    }));
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
@@ -938,32 +915,23 @@ fn findings(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look
     let w = inner.width as usize;
     let room = inner.height as usize;
     let sel = state.selected(Pane::Findings);
-    let mut lines = Vec::new();
-    for (i, f) in list
-        .iter()
-        .enumerate()
-        .skip(scroll_offset(sel, room, list.len()))
-        .take(room)
-    {
+    let lines: Vec<Line> = visible_lines(&list, sel, room, focused, look, |f| {
         let sev = match f.severity {
             Severity::Critical => "CRIT",
             Severity::Warning => "WARN",
             Severity::Info => "INFO",
         };
         let title_w = w.saturating_sub(4 + 1 + code_w + 1);
-        let mut line = row_line(
+        row_line(
             &[
                 (sev.into(), look.severity(f.severity)),
                 (f.code.clone(), look.bold()),
                 (f.title.clone(), Style::new()),
             ],
             &[(4, L), (code_w, L), (title_w, L)],
-        );
-        if focused && i == sel {
-            line = line.patch_style(look.selected());
-        }
-        lines.push(line);
-    }
+        )
+    })
+    .collect();
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
@@ -1173,6 +1141,30 @@ fn short(n: u64) -> String {
     }
 }
 
+/// The lines of the `rows` that fit in `room`, scrolled so that the selected one
+/// shows, and it highlighted when the pane has the focus.
+fn visible_lines<'a, T>(
+    rows: &'a [T],
+    sel: usize,
+    room: usize,
+    focused: bool,
+    look: Look,
+    line: impl Fn(&T) -> Line<'static> + 'a,
+) -> impl Iterator<Item = Line<'static>> + 'a {
+    rows.iter()
+        .enumerate()
+        .skip(scroll_offset(sel, room, rows.len()))
+        .take(room)
+        .map(move |(i, r)| {
+            let l = line(r);
+            if focused && i == sel {
+                l.patch_style(look.selected())
+            } else {
+                l
+            }
+        })
+}
+
 /// The first row to show so that `sel` is visible in `room` rows.
 fn scroll_offset(sel: usize, room: usize, len: usize) -> usize {
     if room == 0 || len <= room {
@@ -1238,4 +1230,33 @@ pub fn buffer_text(buf: &ratatui::buffer::Buffer) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod visible_lines_tests {
+    use super::*;
+
+    /// Ten rows in four lines with the 8th selected: rows 4 to 7 show (the selected
+    /// one last), and only it is reversed, and only when the pane has the focus.
+    #[test]
+    fn scrolls_to_the_selection_and_highlights_it_when_focused() {
+        let rows: Vec<usize> = (0..10).collect();
+        let look = Look { color: false };
+        let show = |focused| -> Vec<(String, bool)> {
+            visible_lines(&rows, 7, 4, focused, look, |r| Line::raw(r.to_string()))
+                .map(|l| {
+                    let reversed = l.style.add_modifier.contains(Modifier::REVERSED);
+                    (l.to_string(), reversed)
+                })
+                .collect()
+        };
+        let texts = |v: &[(String, bool)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        let on = show(true);
+        assert_eq!(texts(&on), ["4", "5", "6", "7"]);
+        assert_eq!(
+            on.iter().map(|x| x.1).collect::<Vec<_>>(),
+            [false, false, false, true]
+        );
+        assert!(show(false).iter().all(|x| !x.1));
+    }
 }
