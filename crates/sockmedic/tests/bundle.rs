@@ -18,26 +18,6 @@ use std::time::{Duration, Instant};
 // Helpers
 // ---------------------------------------------------------------------------------
 
-/// A directory of its own for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique_name(&format!("smbundle-{test}")));
-        std::fs::create_dir_all(&p).expect("create a temp dir");
-        TempDir(p)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }

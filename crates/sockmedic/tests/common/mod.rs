@@ -1826,3 +1826,25 @@ impl Drop for Unblock {
         }
     }
 }
+
+/// A directory of the test's own under the system's temporary directory, removed on
+/// drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique_name(&format!("sm-{test}")));
+        std::fs::create_dir_all(&p).expect("create a temp dir");
+        TempDir(p)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
