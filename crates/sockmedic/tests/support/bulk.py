@@ -25,7 +25,7 @@ import resource
 import socket
 import sys
 
-NET_NS_INIT_INO = 0xEFFFFFF9
+from testns import NET_NS_INIT_INO
 
 
 LISTEN_BACKLOG = 7

@@ -45,15 +45,14 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import termios
 import threading
 import time
 
+from testns import nft, refuse_host_netns
+
 NFT_TABLE = "smhostwide"
-# The initial namespace's fixed nsfs inode on 6.x (NET_NS_INIT_INO).
-NET_NS_INIT_INO = 0xEFFFFFF9
 SIOCOUTQ = termios.TIOCOUTQ
 SIOCINQ = termios.FIONREAD
 
@@ -70,10 +69,6 @@ def die(msg):
 def write_sysctl(path, value):
     with open("/proc/sys/" + path, "w") as f:
         f.write(str(value))
-
-
-def nft(script):
-    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
 def tcp_state(s):
@@ -288,16 +283,7 @@ def main():
                     help="refuse to run unless this is the namespace's inode")
     a = ap.parse_args()
 
-    own = os.stat("/proc/self/ns/net").st_ino
-    if own == NET_NS_INIT_INO:
-        die("refusing to run in the initial network namespace")
-    try:
-        if own == os.stat("/proc/1/ns/net").st_ino:
-            die("refusing to run in the network namespace of pid 1")
-    except OSError:
-        pass
-    if a.netns_inode is not None and own != a.netns_inode:
-        die(f"running in netns {own}, not in the expected {a.netns_inode}")
+    refuse_host_netns(die, a.netns_inode)
 
     socket.setdefaulttimeout(20)
     # Per-namespace sysctls only, and only for the loads that need them (a healthy

@@ -52,14 +52,13 @@ import json
 import os
 import resource
 import socket
-import subprocess
 import sys
 import threading
 import time
 
+from testns import nft, refuse_host_netns
+
 NFT_TABLE = "smincident"
-# The initial namespace's fixed nsfs inode on 6.x (NET_NS_INIT_INO).
-NET_NS_INIT_INO = 0xEFFFFFF9
 ADDR = "127.0.0.1"
 PROC_STATE = {
     0x01: "ESTABLISHED", 0x02: "SYN-SENT", 0x03: "SYN-RECV", 0x04: "FIN-WAIT-1",
@@ -75,22 +74,6 @@ def log(msg):
 def die(msg):
     log(msg)
     os._exit(2)
-
-
-def guard():
-    own = os.stat("/proc/self/ns/net").st_ino
-    if own == NET_NS_INIT_INO:
-        die("refusing to run in the initial network namespace")
-    try:
-        if own == os.stat("/proc/1/ns/net").st_ino:
-            die("refusing to run in the network namespace of pid 1")
-    except OSError:
-        pass
-    return own
-
-
-def nft(script):
-    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
 def nft_rule(rule, hook="input"):
@@ -353,7 +336,7 @@ def main():
     p = sub.add_parser("connect")
     p.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
-    guard()
+    refuse_host_netns(die)
     {"teardown": teardown, "syn-recv": syn_recv, "fd-server": fd_server, "flood": flood,
      "churn": churn, "connect": connect}[a.scenario](a)
 

@@ -31,32 +31,17 @@ import os
 import select
 import socket
 import struct
-import subprocess
 import sys
 import time
 
-NET_NS_INIT_INO = 0xEFFFFFF9
+from testns import nft, refuse_host_netns
+
 NFT_TABLE = "smpcaptraffic"
 
 
 def die(msg):
     print(f"pcaptraffic[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
     os._exit(2)
-
-
-def guard():
-    own = os.stat("/proc/self/ns/net").st_ino
-    if own == NET_NS_INIT_INO:
-        die("refusing to run in the initial network namespace")
-    try:
-        if own == os.stat("/proc/1/ns/net").st_ino:
-            die("refusing to run in the network namespace of pid 1")
-    except OSError:
-        pass
-
-
-def nft(script):
-    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
 def listener(fam, host, port, backlog=128, rcvbuf=None):
@@ -275,7 +260,7 @@ def main():
     p.add_argument("--reuse", type=int, default=3)
     p.add_argument("--lossy", action="store_true")
     a = ap.parse_args()
-    guard()
+    refuse_host_netns(die)
     {"normal": normal}[a.scenario](a)
 
 

@@ -49,9 +49,10 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
+
+from testns import nft, refuse_host_netns
 
 STATES = [
     "ESTABLISHED", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
@@ -78,8 +79,6 @@ SCENARIO_PORT = dict(est=1, aq=2, syn_recv=3, syn_sent=4, fin_wait1=5, fin_wait2
                      time_wait=7, last_ack=8, reset=9, bound_group=10, bound_single=11,
                      reset_bound=20)
 NFT_TABLE = "smstate"
-# The initial namespace's fixed nsfs inode on 6.x (NET_NS_INIT_INO).
-NET_NS_INIT_INO = 0xEFFFFFF9
 
 
 def log(msg):
@@ -98,10 +97,6 @@ def netns_inode(path):
 def write_sysctl(name, value):
     with open("/proc/sys/net/ipv4/" + name, "w") as f:
         f.write(str(value))
-
-
-def nft(script):
-    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
 class Family:
@@ -411,16 +406,7 @@ def main():
                     help="refuse to run unless this is the namespace's inode")
     args = ap.parse_args()
 
-    own = netns_inode("/proc/self/ns/net")
-    if own == NET_NS_INIT_INO:
-        die("refusing to run in the initial network namespace")
-    try:
-        if own == netns_inode("/proc/1/ns/net"):
-            die("refusing to run in the network namespace of pid 1")
-    except OSError:
-        pass
-    if args.netns_inode is not None and own != args.netns_inode:
-        die(f"running in netns {own}, not in the expected {args.netns_inode}")
+    refuse_host_netns(die, args.netns_inode)
 
     # A connect or accept that hangs (a drop rule hitting the wrong connection) fails
     # the test instead of hanging it.
