@@ -5,60 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-/// A copy of the binary that `nobody` can execute wherever the build directory is.
-struct NobodyBinary {
-    dir: PathBuf,
-}
-
-impl NobodyBinary {
-    fn new(test: &str) -> NobodyBinary {
-        require_root();
-        let dir = std::env::temp_dir().join(format!("sm-nonroot-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("sockmedic");
-        std::fs::copy(SOCKMEDIC, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        NobodyBinary { dir }
-    }
-
-    fn bin(&self) -> String {
-        self.dir.join("sockmedic").display().to_string()
-    }
-
-    /// `setpriv` drops to nobody:nogroup with no supplementary groups and no capabilities.
-    fn command(&self, prefix: &[&str], args: &[&str]) -> Command {
-        let mut full: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        full.extend(
-            [
-                "setpriv",
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        full.push(self.bin());
-        full.extend(args.iter().map(|s| s.to_string()));
-        let mut c = Command::new(&full[0]);
-        c.args(&full[1..]).current_dir("/").stdin(Stdio::null());
-        c
-    }
-}
-
-impl Drop for NobodyBinary {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn run_as_nobody(nb: &NobodyBinary, prefix: &[&str], args: &[&str]) -> (Value, String) {
     let output = nb.command(prefix, args).output().expect("run setpriv");

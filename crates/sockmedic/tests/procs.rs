@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -773,47 +772,11 @@ fn processes_exiting_during_the_scan() {
     );
 }
 
-/// A copy of the binary `nobody` can run, in a directory of its own.
-struct NobodyBinary {
-    dir: PathBuf,
-}
-
-impl NobodyBinary {
-    fn new() -> NobodyBinary {
-        require_root();
-        let dir = std::env::temp_dir().join(unique_name("sm-procs-nobody"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("sockmedic");
-        std::fs::copy(SOCKMEDIC, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        NobodyBinary { dir }
-    }
-    fn bin(&self) -> String {
-        self.dir.join("sockmedic").display().to_string()
-    }
-}
-
-impl Drop for NobodyBinary {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const AS_NOBODY: [&str; 6] = [
-    "setpriv",
-    "--reuid=nobody",
-    "--regid=nogroup",
-    "--clear-groups",
-    "--inh-caps=-all",
-    "--",
-];
-
 /// As nobody, `procs` reports nobody's own process with its sockets counted, and lists
 /// what it could not read (root's processes) under `missing`.
 #[test]
 fn non_root_reports_its_own_processes() {
-    let nb = NobodyBinary::new();
+    let nb = NobodyBinary::new("procs");
     let mut ns = TestNetns::new("procs-nonroot");
     // root's holder: its fds are not nobody's to read.
     let root_h = ns.start_holder(&[

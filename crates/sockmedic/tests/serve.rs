@@ -896,50 +896,13 @@ fn bad_arguments_are_exit_3() {
     }
 }
 
-/// A copy of the binary that `nobody` can execute wherever the build directory is.
-struct NobodyCopy(std::path::PathBuf);
-
-impl NobodyCopy {
-    fn new() -> NobodyCopy {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("sm-serve-nobody-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("sockmedic");
-        std::fs::copy(SOCKMEDIC, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        NobodyCopy(dir)
-    }
-    fn bin(&self) -> String {
-        self.0.join("sockmedic").display().to_string()
-    }
-}
-
-impl Drop for NobodyCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// As an unprivileged user, serve runs, is healthy, and exports what it can see: its
 /// own namespace, with what it could not read listed in `sockmedic_missing` (the
 /// kernel log where dmesg_restrict is set, other users' fds), never as zeros.
 #[test]
 fn unprivileged_it_serves_what_it_can_see() {
-    let copy = NobodyCopy::new();
-    let mut serve = Serve::start_as(
-        &[
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--",
-        ],
-        &copy.bin(),
-        &["--interval", "1s"],
-    );
+    let copy = NobodyBinary::new("serve");
+    let mut serve = Serve::start_as(&AS_NOBODY, &copy.bin(), &["--interval", "1s"]);
     serve.wait_healthy(1);
     let (m, report) = serve.same_cycle();
     assert_eq!(report["source"]["privileged"], false);

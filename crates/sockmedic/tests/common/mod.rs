@@ -1848,3 +1848,56 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `setpriv` dropping to nobody:nogroup with no supplementary groups and no
+/// capabilities, before the command it runs.
+pub const AS_NOBODY: [&str; 6] = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--",
+];
+
+/// A copy of the binary that `nobody` can execute wherever the build directory is,
+/// in a directory of its own, removed on drop.
+pub struct NobodyBinary {
+    dir: PathBuf,
+}
+
+impl NobodyBinary {
+    pub fn new(test: &str) -> NobodyBinary {
+        use std::os::unix::fs::PermissionsExt;
+        require_root();
+        let dir = std::env::temp_dir().join(unique_name(&format!("sm-nobody-{test}")));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("sockmedic");
+        std::fs::copy(SOCKMEDIC, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        NobodyBinary { dir }
+    }
+
+    pub fn bin(&self) -> String {
+        self.dir.join("sockmedic").display().to_string()
+    }
+
+    /// The copy run as nobody ([`AS_NOBODY`]) with `args`, after `prefix` (`ip netns
+    /// exec NAME`...), from `/`, with no stdin.
+    pub fn command(&self, prefix: &[&str], args: &[&str]) -> Command {
+        let mut full: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        full.extend(AS_NOBODY.iter().map(|s| s.to_string()));
+        full.push(self.bin());
+        full.extend(args.iter().map(|s| s.to_string()));
+        let mut c = Command::new(&full[0]);
+        c.args(&full[1..]).current_dir("/").stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for NobodyBinary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
