@@ -190,18 +190,7 @@ fn teardown(state: &str, port: &str, test: &str) {
     let mut ns = TestNetns::new(test);
     let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            state,
-            "--port",
-            port,
-            "--count",
-            &N.to_string(),
-        ],
-    );
+    teardown_incident(&mut ns, state, port, N, &[]);
     let want = state.to_uppercase();
     wait_until(&format!("{N} {want}"), 20, || ns.ss_tan().count(&want) >= N);
     round_trip(&ns, &["teardown-stall"]);

@@ -212,18 +212,7 @@ fn last_ack_storm_on_one_listener_is_a_teardown_stall() {
     // Keep the orphans retransmitting their FIN for longer than the test (the script
     // caps their life at 90 s with TCP_USER_TIMEOUT).
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    let (server, info) = incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "last-ack",
-            "--port",
-            "8001",
-            "--count",
-            &N.to_string(),
-        ],
-    );
+    let (server, info) = teardown_incident(&mut ns, "last-ack", 8001, N, &[]);
     let listener = parse_endpoint(info["listener"].as_str().unwrap());
     assert_eq!(listener, lo4(8001));
 
@@ -262,18 +251,7 @@ fn fin_wait_1_towards_one_remote_is_a_teardown_stall() {
     let mut ns = TestNetns::new("inc-fin-wait-1");
     let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    let (_, info) = incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "fin-wait-1",
-            "--port",
-            "8002",
-            "--count",
-            &N.to_string(),
-        ],
-    );
+    let (_, info) = teardown_incident(&mut ns, "fin-wait-1", 8002, N, &[]);
     let server = parse_endpoint(info["listener"].as_str().unwrap());
     assert_eq!(server, lo4(8002));
 

@@ -963,20 +963,7 @@ fn fin_wait_1_capture_is_tsharks_and_a_teardown_stall_towards_the_server() {
     let file = CaptureFile::new("fin-wait-1");
     let mut dump = Tcpdump::start(&ns, &file);
     let server = lo4(8002);
-    let (pid, _) = incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "fin-wait-1",
-            "--port",
-            "8002",
-            "--count",
-            &N.to_string(),
-            "--drop-at",
-            "output",
-        ],
-    );
+    let (pid, _) = teardown_incident(&mut ns, "fin-wait-1", 8002, N, &["--drop-at", "output"]);
     let fw1 = wait_retransmitting(&ns, FIN_WAIT_1, N, 3, |r| r.remote == server);
     let clients = ports(&fw1, |r| r.local);
     let (kept, lifted) = clients.split_at(N / 2);
@@ -1066,20 +1053,7 @@ fn last_ack_capture_is_tsharks_and_a_teardown_stall_of_the_listener() {
     let file = CaptureFile::new("last-ack");
     let mut dump = Tcpdump::start(&ns, &file);
     let listener = lo4(8001);
-    incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "last-ack",
-            "--port",
-            "8001",
-            "--count",
-            &N.to_string(),
-            "--drop-at",
-            "output",
-        ],
-    );
+    teardown_incident(&mut ns, "last-ack", 8001, N, &["--drop-at", "output"]);
     let la = wait_retransmitting(&ns, LAST_ACK, N, 3, |r| r.local == listener);
     let clients = ports(&la, |r| r.remote);
     let (kept, lifted) = clients.split_at(N / 2);
@@ -1310,20 +1284,7 @@ fn last_ack_with_final_acks_lost_after_the_capture_point_is_a_teardown_stall() {
     let file = CaptureFile::new("last-ack-input");
     let mut dump = Tcpdump::start(&ns, &file);
     let listener = lo4(8011);
-    incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "last-ack",
-            "--port",
-            "8011",
-            "--count",
-            &N.to_string(),
-            "--drop-at",
-            "input",
-        ],
-    );
+    teardown_incident(&mut ns, "last-ack", 8011, N, &["--drop-at", "input"]);
     wait_retransmitting(&ns, LAST_ACK, N, 2, |r| r.local == listener);
     let stats = dump.stop(&ns);
     let (report, _) = pcap_report(&file);
@@ -1347,21 +1308,12 @@ fn fin_retransmitted_with_unacknowledged_data_is_a_fin_retransmission() {
     let file = CaptureFile::new("fin-data");
     let mut dump = Tcpdump::start(&ns, &file);
     let server = lo4(8012);
-    incident(
+    teardown_incident(
         &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "fin-wait-1",
-            "--port",
-            "8012",
-            "--count",
-            &N.to_string(),
-            "--drop-at",
-            "output",
-            "--send",
-            "100",
-        ],
+        "fin-wait-1",
+        8012,
+        N,
+        &["--drop-at", "output", "--send", "100"],
     );
     wait_retransmitting(&ns, FIN_WAIT_1, N, 3, |r| r.remote == server);
     let stats = dump.stop(&ns);

@@ -383,18 +383,7 @@ fn metrics_are_the_reports_figures_during_an_incident() {
     let mut ns = TestNetns::new("serve-metrics");
     let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    let (server, _) = incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "last-ack",
-            "--port",
-            "8001",
-            "--count",
-            &N.to_string(),
-        ],
-    );
+    let (server, _) = teardown_incident(&mut ns, "last-ack", 8001, N, &[]);
     let holder = ns.start_holder(&["--listen", "127.0.0.1:8080", "--connect", "self:c:30"]);
     let leaker = holder.pid;
     assert_eq!(holder.ready.states.get("CLOSE-WAIT"), Some(&30));

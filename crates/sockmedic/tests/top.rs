@@ -377,18 +377,7 @@ fn once_shows_a_last_ack_storm_its_orphans_and_the_penalty() {
     let mut ns = TestNetns::new("top-la");
     let _unblock = Unblock::new(&ns);
     ns.set_sysctl("net.ipv4.tcp_orphan_retries", "12");
-    incident(
-        &mut ns,
-        &[
-            "teardown",
-            "--state",
-            "last-ack",
-            "--port",
-            "8011",
-            "--count",
-            &N.to_string(),
-        ],
-    );
+    teardown_incident(&mut ns, "last-ack", 8011, N, &[]);
     let listener = lo4(8011);
     let on_listener = |t: &SsTable| {
         t.by_local()

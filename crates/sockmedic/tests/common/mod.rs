@@ -1798,6 +1798,24 @@ pub fn incident(ns: &mut TestNetns, args: &[&str]) -> (u32, Value) {
     (pid, v)
 }
 
+/// incidents.py's `teardown` scenario: `count` connections to a listener on `port`
+/// whose closes stall in `state` (`last-ack`, `fin-wait-1`), with `extra` options
+/// (`--drop-at`, `--send`...).
+pub fn teardown_incident(
+    ns: &mut TestNetns,
+    state: &str,
+    port: impl std::fmt::Display,
+    count: impl std::fmt::Display,
+    extra: &[&str],
+) -> (u32, Value) {
+    let (port, count) = (port.to_string(), count.to_string());
+    let mut args = vec![
+        "teardown", "--state", state, "--port", &port, "--count", &count,
+    ];
+    args.extend_from_slice(extra);
+    incident(ns, &args)
+}
+
 /// Declared right after the namespace (so dropped just before it, even on a panic):
 /// removes every nftables table of the namespace (the scenario's and the test's) and
 /// destroys its TCP connections (`ss -K`), so that no orphan keeps retransmitting into
