@@ -935,6 +935,17 @@ fn findings(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
+/// A bordered box drawn over the panes at `box_area`, titled; returns its inside.
+fn overlay(frame: &mut Frame, box_area: Rect, title: &'static str, look: Look) -> Rect {
+    frame.render_widget(Clear, box_area);
+    let block = Block::bordered()
+        .border_style(look.bold())
+        .title(Span::styled(title, look.bold()));
+    let inner = block.inner(box_area);
+    frame.render_widget(block, box_area);
+    inner
+}
+
 /// A box in the middle of `area`, `w` x `h` at most.
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
@@ -979,15 +990,7 @@ pub const HELP: [(&str, &str); 17] = [
 
 fn help(frame: &mut Frame, area: Rect, look: Look) {
     let box_area = centered(area, 70, HELP.len() as u16 + 4);
-    frame.render_widget(Clear, box_area);
-    let block = Block::bordered()
-        .border_style(look.bold())
-        .title(Span::styled(
-            " sockmedic top: keys and legend ",
-            look.bold(),
-        ));
-    let inner = block.inner(box_area);
-    frame.render_widget(block, box_area);
+    let inner = overlay(frame, box_area, " sockmedic top: keys and legend ", look);
     let key_w = HELP.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut lines: Vec<Line> = HELP
         .iter()
@@ -1014,15 +1017,12 @@ fn detail(frame: &mut Frame, state: &TopState, area: Rect, scroll: u16, look: Lo
         area.width.saturating_sub(4).max(20),
         area.height.saturating_sub(2),
     );
-    frame.render_widget(Clear, box_area);
-    let block = Block::bordered()
-        .border_style(look.bold())
-        .title(Span::styled(
-            " finding (esc: back, up/down: scroll) ",
-            look.bold(),
-        ));
-    let inner = block.inner(box_area);
-    frame.render_widget(block, box_area);
+    let inner = overlay(
+        frame,
+        box_area,
+        " finding (esc: back, up/down: scroll) ",
+        look,
+    );
     let (Some(f), Some(r)) = (state.detail_finding(), state.report()) else {
         let msg = "this finding is gone (the condition cleared)";
         frame.render_widget(Paragraph::new(Line::styled(msg, look.dim())), inner);
