@@ -248,15 +248,7 @@ pub fn open_for_writing(path: &Path) -> Result<Connection> {
         // auto_vacuum must be chosen before the first table exists.
         conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
             .with_context(what)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .with_context(what)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            bail!(
-                "--db {}: cannot use a WAL journal (got {mode})",
-                path.display()
-            );
-        }
+        use_wal(&conn, path)?;
         let tx = conn.unchecked_transaction().with_context(what)?;
         tx.execute_batch(DDL).with_context(what)?;
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -276,19 +268,26 @@ pub fn open_for_writing(path: &Path) -> Result<Connection> {
         tx.commit().with_context(what)?;
     } else {
         check_schema(&conn, path)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .with_context(what)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            bail!(
-                "--db {}: cannot use a WAL journal (got {mode})",
-                path.display()
-            );
-        }
+        use_wal(&conn, path)?;
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
         .with_context(what)?;
     Ok(conn)
+}
+
+/// Switches the file to a WAL journal (kept in the file once set): readers never block
+/// the recorder, and a kill leaves the last committed cycle intact.
+fn use_wal(conn: &Connection, path: &Path) -> Result<()> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .with_context(|| format!("--db {}", path.display()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!(
+            "--db {}: cannot use a WAL journal (got {mode})",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens an existing history for reading. A missing file, a file that is not a
