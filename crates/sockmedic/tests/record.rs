@@ -133,6 +133,17 @@ fn wait_cycles(db: &Path, n: i64, rec: &mut Recorder, secs: u64) -> i64 {
     })
 }
 
+/// Samples whose cycle is not in the file: each cycle and its samples are written in
+/// one transaction, and deleted together.
+fn samples_without_their_cycle(c: &Connection) -> i64 {
+    c.query_row(
+        "SELECT count(*) FROM netns_sample WHERE cycle_id NOT IN (SELECT id FROM cycle)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 fn integrity(c: &Connection) -> String {
     c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap()
@@ -482,13 +493,7 @@ fn sigkill_mid_write_leaves_an_intact_history() {
         assert!(after > seen_total, "round {round}: the recorder appended");
         // Every sample belongs to a cycle that was committed with it, and the runs
         // are all there.
-        let dangling: i64 = c
-            .query_row(
-                "SELECT count(*) FROM netns_sample WHERE cycle_id NOT IN (SELECT id FROM cycle)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let dangling = samples_without_their_cycle(&c);
         assert_eq!(dangling, 0, "round {round}: samples without their cycle");
         let per_cycle: i64 = c
             .query_row(
@@ -566,13 +571,7 @@ fn retention_deletes_old_rows() {
         "{max_id} cycles written, {n} kept: old ones were deleted"
     );
     let c = reader(&db);
-    let orphans: i64 = c
-        .query_row(
-            "SELECT count(*) FROM netns_sample WHERE cycle_id NOT IN (SELECT id FROM cycle)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let orphans = samples_without_their_cycle(&c);
     assert_eq!(orphans, 0, "samples of deleted cycles were deleted too");
     assert_eq!(integrity(&c), "ok");
 }
