@@ -1,7 +1,8 @@
 # bench/lib.sh: what every benchmark script needs, sourced after it sets BENCH_NAME:
 # log and die (on stderr, stamped with the script's name and the time), `need`, which
 # installs a missing tool from Debian's packages (the scripts run as root), the
-# network namespace helpers, and the summary of a command's hyperfine rounds.
+# network namespace helpers (ns_exists, teardown_ns, claim_ns), stop_pid, and the
+# summary of a command's hyperfine rounds.
 
 log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -35,6 +36,43 @@ teardown_ns() { # teardown_ns NAME: kill whatever still lives in it, then delete
 		sleep 0.5
 	done
 	ip netns del "$ns" 2>/dev/null || true
+}
+
+# claim_ns: makes $NS this run's namespace name. A live run holds a lock on its
+# namespace's name (its holders inherit it, so it is released when the run and its
+# holders are gone). A run that finds the name locked (CI's --small next to someone's
+# full run on a shared machine) uses NAME-PID instead of tearing the live run down; a
+# namespace whose name nobody locks is stale, and removed. Sets NS and OWN_NS=1.
+LOCKDIR=/run/lock
+[[ -d $LOCKDIR && -w $LOCKDIR ]] || LOCKDIR=${TMPDIR:-/tmp}
+lock_ns() { # lock_ns NAME: succeeds if this run now holds the lock on NAME
+	exec {LOCK_FD}>"$LOCKDIR/sockmedic-bench.$1.lock" || return 1
+	flock -n "$LOCK_FD" && return 0
+	exec {LOCK_FD}>&-
+	return 1
+}
+claim_ns() {
+	if ! lock_ns "$NS"; then
+		log "namespace $NS is in use by another live run: using $NS-$$"
+		NS=$NS-$$
+		lock_ns "$NS" || die "cannot lock $LOCKDIR/sockmedic-bench.$NS.lock"
+	fi
+	OWN_NS=1
+	if ns_exists "$NS"; then
+		log "removing a stale namespace $NS (a previous run that did not finish)"
+		teardown_ns "$NS"
+		ns_exists "$NS" && die "namespace $NS exists and cannot be removed"
+	fi
+	return 0
+}
+
+stop_pid() { # stop_pid PID: SIGTERM, 30 s to exit, then SIGKILL; reaps it
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
 }
 
 # summarize_rounds DIR ID LABEL: DIR/ID.r*.json (one hyperfine run each) into

@@ -88,15 +88,12 @@ need flock util-linux
 HOLDER_PID=
 OWN_NS=0 # 1 once this run holds the lock on the name $NS: only then is it torn down
 cleanup() {
-	local rc=$? i t_down=$SECONDS
+	local rc=$? t_down=$SECONDS
 	set +e
 	trap - EXIT INT TERM HUP
 	if [[ -n $HOLDER_PID ]] && kill -0 "$HOLDER_PID" 2>/dev/null; then
 		log "tearing down: stopping the holders"
-		kill -TERM "$HOLDER_PID" 2>/dev/null
-		for i in $(seq 1 300); do kill -0 "$HOLDER_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$HOLDER_PID" 2>/dev/null
-		wait "$HOLDER_PID" 2>/dev/null
+		stop_pid "$HOLDER_PID"
 	fi
 	[[ $OWN_NS == 1 ]] && teardown_ns "$NS"
 	log "teardown done after $((SECONDS - t_down))s"
@@ -143,29 +140,7 @@ read -r files_used _ files_max </proc/sys/fs/file-nr
 	die "fs.file-max ($files_max, $files_used in use) is too low for $SOCKETS sockets (host-wide; not changed by this script)"
 
 # ---------------------------------------------------------------- namespace
-# A live run holds a lock on its namespace's name (its holders inherit it, so it is
-# released when the run and its holders are gone). A run that finds the name locked
-# (CI's --small next to someone's full run on a shared machine) uses NAME-PID instead
-# of tearing the live run down; a namespace whose name nobody locks is stale.
-LOCKDIR=/run/lock
-[[ -d $LOCKDIR && -w $LOCKDIR ]] || LOCKDIR=${TMPDIR:-/tmp}
-lock_ns() { # lock_ns NAME: succeeds if this run now holds the lock on NAME
-	exec {LOCK_FD}>"$LOCKDIR/sockmedic-bench.$1.lock" || return 1
-	flock -n "$LOCK_FD" && return 0
-	exec {LOCK_FD}>&-
-	return 1
-}
-if ! lock_ns "$NS"; then
-	log "namespace $NS is in use by another live run: using $NS-$$"
-	NS=$NS-$$
-	lock_ns "$NS" || die "cannot lock $LOCKDIR/sockmedic-bench.$NS.lock"
-fi
-OWN_NS=1
-if ns_exists "$NS"; then
-	log "removing a stale namespace $NS (a previous run that did not finish)"
-	teardown_ns "$NS"
-	ns_exists "$NS" && die "namespace $NS exists and cannot be removed"
-fi
+claim_ns
 log "namespace $NS: $SOCKETS sockets = $CONNS loopback connections in $PROCS processes"
 ip netns add "$NS"
 ip -n "$NS" link set lo up

@@ -75,16 +75,11 @@ need flock util-linux
 # ---------------------------------------------------------------- cleanup
 HOLDER_PID= SERVE_PID= OWN_NS=0
 cleanup() {
-	local rc=$? i
+	local rc=$?
 	set +e
 	trap - EXIT INT TERM HUP
 	[[ -n $SERVE_PID ]] && kill -KILL "$SERVE_PID" 2>/dev/null
-	if [[ -n $HOLDER_PID ]] && kill -0 "$HOLDER_PID" 2>/dev/null; then
-		kill -TERM "$HOLDER_PID" 2>/dev/null
-		for i in $(seq 1 300); do kill -0 "$HOLDER_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$HOLDER_PID" 2>/dev/null
-		wait "$HOLDER_PID" 2>/dev/null
-	fi
+	[[ -n $HOLDER_PID ]] && stop_pid "$HOLDER_PID"
 	[[ $OWN_NS == 1 ]] && teardown_ns "$NS"
 	if [[ $OWN_NS == 1 ]] && ns_exists "$NS"; then
 		log "WARNING: could not delete namespace $NS"
@@ -116,21 +111,7 @@ PROCS=$(((CONNS + PER - 1) / PER))
 avail_kb=$(awk '/^MemAvailable:/{print $2}' /proc/meminfo)
 ((avail_kb > SOCKETS * 4 + 1048576)) || die "$SOCKETS sockets need ~$((SOCKETS * 4 / 1024)) MiB"
 
-# The same lock protocol as run.sh: a live run owns its namespace's name.
-LOCKDIR=/run/lock
-[[ -d $LOCKDIR && -w $LOCKDIR ]] || LOCKDIR=${TMPDIR:-/tmp}
-lock_ns() {
-	exec {LOCK_FD}>"$LOCKDIR/sockmedic-bench.$1.lock" || return 1
-	flock -n "$LOCK_FD" && return 0
-	exec {LOCK_FD}>&-
-	return 1
-}
-if ! lock_ns "$NS"; then
-	NS=$NS-$$
-	lock_ns "$NS" || die "cannot lock $NS"
-fi
-OWN_NS=1
-ns_exists "$NS" && teardown_ns "$NS"
+claim_ns
 log "namespace $NS: $SOCKETS sockets in $PROCS processes"
 ip netns add "$NS"
 ip -n "$NS" link set lo up
