@@ -95,33 +95,17 @@ pub fn render(report: &Report, s: &Summary, filter: &Filter, top: usize, style: 
             s.closes_completed,
             Tone::Plain,
         ),
-        (
-            "reset",
-            s.resets,
-            if s.resets > 0 {
-                Tone::Warn
-            } else {
-                Tone::Plain
-            },
-        ),
+        ("reset", s.resets, Tone::warn_if_any(s.resets)),
         (
             "still closing at the end",
             s.closing_at_end,
-            if s.closing_at_end > 0 {
-                Tone::Warn
-            } else {
-                Tone::Plain
-            },
+            Tone::warn_if_any(s.closing_at_end),
         ),
         ("open at the end", s.open_at_end, Tone::Plain),
         (
             "SYN unanswered",
             s.syn_unanswered,
-            if s.syn_unanswered > 0 {
-                Tone::Warn
-            } else {
-                Tone::Plain
-            },
+            Tone::warn_if_any(s.syn_unanswered),
         ),
     ];
     for (name, n, tone) in rows {
@@ -206,11 +190,7 @@ fn aggregates(
     let mut any = false;
     for (k, a) in rows {
         any = true;
-        let tone = if a.stalled > 0 {
-            Tone::Warn
-        } else {
-            Tone::Plain
-        };
+        let tone = Tone::warn_if_any(a.stalled);
         t.row(vec![
             cell(k, Tone::Plain),
             cell(num(a.connections), Tone::Plain),

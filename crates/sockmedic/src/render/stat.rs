@@ -122,11 +122,7 @@ fn host_section(snap: &Snapshot, style: Style) -> String {
                 "filtered out, not enterable, or a deleted pod's namespace kept alive by its sockets".into(),
             ]);
         }
-        let tone = if c.unhashed > 0 {
-            Tone::Warn
-        } else {
-            Tone::Plain
-        };
+        let tone = Tone::warn_if_any(c.unhashed);
         t.row(vec![
             "  in no table (\"closed\")".into(),
             cell(num(c.unhashed), tone),

@@ -19,6 +19,17 @@ pub enum Tone {
     Bad,
 }
 
+impl Tone {
+    /// Warn for a count that should be zero and is not, plain for zero.
+    pub fn warn_if_any(n: u64) -> Tone {
+        if n > 0 {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        }
+    }
+}
+
 /// Whether to emit ANSI colour.
 #[derive(Clone, Copy)]
 pub struct Style {
