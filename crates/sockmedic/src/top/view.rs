@@ -339,27 +339,31 @@ fn key_line(width: u16, look: Look) -> Line<'static> {
     Line::from(spans)
 }
 
-/// A pane's block: a top rule with the title (reversed when focused), and a rule
-/// on the right for the left column.
-fn pane_block(
+/// Draws a pane's frame: a top rule with the title (reversed when focused), and a rule
+/// on the right for the left column. Returns the pane's inside.
+fn pane(
+    frame: &mut Frame,
+    area: Rect,
     title: String,
-    width: u16,
     focused: bool,
     right_rule: bool,
     look: Look,
-) -> Block<'static> {
+) -> Rect {
     let borders = if right_rule {
         Borders::TOP | Borders::RIGHT
     } else {
         Borders::TOP
     };
-    Block::default()
+    let block = Block::default()
         .borders(borders)
         .border_style(look.dim())
         .title(Span::styled(
-            format!(" {} ", fit(&title, width.saturating_sub(4))),
+            format!(" {} ", fit(&title, area.width.saturating_sub(4))),
             look.title(focused),
-        ))
+        ));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    inner
 }
 
 fn gauges(frame: &mut Frame, state: &TopState, area: Rect, look: Look) {
@@ -503,15 +507,14 @@ pub fn rate_words(r: f64) -> String {
 
 fn states(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look: Look) {
     let right_rule = area.x == 0 && area.width < frame.area().width;
-    let block = pane_block(
+    let inner = pane(
+        frame,
+        area,
         format!("TCP states · {}", state.netns_label()),
-        area.width,
         focused,
         right_rule,
         look,
     );
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
     let rows = state.state_rows();
     let spark_w = (inner.width as usize).saturating_sub(10 + 1 + 9 + 1 + 6 + 1);
     let window = state_window(state, spark_w);
@@ -599,15 +602,14 @@ fn endpoints(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
         Side::Local => "local",
         Side::Remote => "remote",
     };
-    let block = pane_block(
+    let inner = pane(
+        frame,
+        area,
         format!("Top {side} endpoints (e)"),
-        area.width,
         focused,
         false,
         look,
     );
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
     let rows = state.endpoint_rows();
     let all = state.view.netns == NsFilter::All;
     let w = inner.width as usize;
@@ -797,9 +799,7 @@ fn processes(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, loo
         "{what} by {} (s, g)",
         sort_name(state.view.sort).replace('-', " ")
     );
-    let block = pane_block(title, area.width, focused, right_rule, look);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
+    let inner = pane(frame, area, title, focused, right_rule, look);
     if !state.procs {
         let msg = "no process scan (--no-procs)";
         frame.render_widget(Paragraph::new(Line::styled(msg, look.dim())), inner);
@@ -893,15 +893,14 @@ fn findings(frame: &mut Frame, state: &TopState, area: Rect, focused: bool, look
     } else {
         format!("{} of {total}", list.len())
     };
-    let block = pane_block(
+    let inner = pane(
+        frame,
+        area,
         format!("Findings ({count}; enter: evidence and remedy)"),
-        area.width,
         focused,
         false,
         look,
     );
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
     if list.is_empty() {
         let msg = if total == 0 {
             "no finding: nothing near a limit".to_string()
